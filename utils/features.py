@@ -1,0 +1,91 @@
+"""Whisper's log-Mel features, computed exactly but stored compactly, and its token labels.
+
+Whisper's feature extractor pads every clip with zeros to 30 seconds before computing an 80 (or
+128) x 3000 log-Mel window. Most of that window is padding, and after Whisper's normalisation every
+padding frame holds the same value: log10 of the floor 1e-10 (= -10), clamped to (max - 8), then
+mapped x -> (x + 4) / 4. So we compute only the frames that see audio (plus enough trailing zeros
+that their STFT windows match the padded window's), keep the single pad value, and rebuild the full
+window when training. The kept frames are the extractor's own numbers, stored as float16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE
+
+N_FFT = 400  # 25 ms STFT window at 16 kHz
+HOP_LENGTH = 160  # 10 ms hop: 100 frames a second
+CHUNK_LENGTH = 30  # seconds in one Whisper input window
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30-second chunk
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 frames in a mel window
+MAX_LABEL_TOKENS = 448  # the decoder's max_target_positions, prefix tokens included
+LOG_FLOOR = -10.0  # log10 of the 1e-10 power floor Whisper clamps to
+# A frame's centred STFT window reaches N_FFT // 2 = 200 samples past its centre, so 400 trailing
+# zeros make the last frame that touches audio see exactly the zeros of the 30 s padded window.
+TAIL_ZEROS = 2 * (N_FFT // 2)
+
+
+def kept_frames(n_samples: int) -> int:
+    """Number of frames whose STFT window overlaps the audio (the rest are pure padding)."""
+    if n_samples + TAIL_ZEROS >= N_SAMPLES:
+        return N_FRAMES
+    # frame i is centred on sample i * HOP_LENGTH and sees samples from there - N_FFT // 2
+    return (n_samples + N_FFT // 2 - 1) // HOP_LENGTH + 1
+
+
+def _mel_filters(feature_extractor) -> torch.Tensor:
+    # Cache the float32 tensor on the extractor: it is rebuilt for every clip otherwise.
+    cached = getattr(feature_extractor, "_compact_mel_filters", None)
+    if cached is None:
+        cached = torch.from_numpy(np.asarray(feature_extractor.mel_filters, dtype=np.float32))
+        feature_extractor._compact_mel_filters = cached
+    return cached
+
+
+def compact_log_mel(audio: np.ndarray, feature_extractor) -> tuple[np.ndarray, float]:
+    """Return (frames, pad_value): the float16 [n_mels, n] frames that carry audio, and the value
+    of every padding frame, so that `expand_log_mel` equals `feature_extractor(audio)` exactly
+    (within float16 rounding). Audio longer than 30 s is truncated, as the extractor does.
+    """
+    audio = np.asarray(audio, dtype=np.float32)[:N_SAMPLES]
+    n_keep = kept_frames(len(audio))
+    padded_len = N_SAMPLES if n_keep == N_FRAMES else len(audio) + TAIL_ZEROS
+    wave = torch.zeros(padded_len, dtype=torch.float32)
+    wave[: len(audio)] = torch.from_numpy(audio)
+    window = torch.hann_window(N_FFT)
+    stft = torch.stft(wave, N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    power = stft[:, :n_keep].abs() ** 2
+    log_spec = torch.clamp(_mel_filters(feature_extractor).T @ power, min=1e-10).log10()
+    # Padding frames hold LOG_FLOOR, which takes part in the window's max when there are any.
+    top = log_spec.max().item() if n_keep == N_FRAMES else max(log_spec.max().item(), LOG_FLOOR)
+    floor = top - 8.0
+    frames = (torch.clamp(log_spec, min=floor) + 4.0) / 4.0
+    pad_value = (max(LOG_FLOOR, floor) + 4.0) / 4.0
+    return frames.numpy().astype(np.float16), float(pad_value)
+
+
+def expand_log_mel(frames: np.ndarray, pad_value: float, n_frames: int = N_FRAMES) -> np.ndarray:
+    """Rebuild the full float32 [n_mels, n_frames] window from compact frames and the pad value."""
+    out = np.full((frames.shape[0], n_frames), pad_value, dtype=np.float32)
+    out[:, : frames.shape[1]] = frames
+    return out
+
+
+def label_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a transcript with the tokenizer's language/task prefix and <|endoftext|>.
+
+    The tokenizer must have its prefix set (`tokenizer.set_prefix_tokens(language=..., task=...)`,
+    or `load_processor`); the ids then start with <|startoftranscript|><|lang|><|task|><|notimestamps|>.
+    """
+    return tokenizer(text).input_ids
+
+
+def load_processor(model: str, language: str | None = None, task: str = "transcribe"):
+    """Load a Whisper processor (feature extractor + tokenizer) with the label prefix set."""
+    from transformers import WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(model)
+    processor.tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+    return processor
