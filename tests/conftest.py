@@ -19,3 +19,11 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def sample_corpus() -> Path:
     return REPO_ROOT / "data" / "cv-corpus-sample"
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A tiny random-weight Whisper (80 mel bins, real multilingual ids), built once per session."""
+    from utils.tiny_whisper import build_tiny_whisper
+
+    return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper") / "model")
