@@ -27,3 +27,23 @@ def tiny_whisper(tmp_path_factory) -> Path:
     from utils.tiny_whisper import build_tiny_whisper
 
     return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper") / "model")
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory, tiny_whisper, sample_corpus) -> Path:
+    """A feature store of the sv-SE sample (24 train, 6 dev, 6 test clips) made with the tiny
+    Whisper, in shards of 8 examples (train has 3). Shared by the session: copy it before changing it.
+    """
+    from utils.feature_pipeline import FeatureConfig, run_feature_pipeline
+
+    store = tmp_path_factory.mktemp("sample-store") / "sv-SE-tiny"
+    cfg = FeatureConfig(
+        sources=str(sample_corpus / "sv-SE"),
+        store=str(store),
+        model=str(tiny_whisper),
+        language="swedish",
+        shard_size=8,
+        workers=0,  # in this process: 36 clips take well under a second, a pool takes seconds
+    )
+    run_feature_pipeline(cfg)
+    return store

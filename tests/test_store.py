@@ -200,7 +200,10 @@ def test_pack_and_fetch_with_gdown_from_a_loopback_server(sample_store, http_roo
     assert fetched.verify()["rows"] == 36
     assert not (tmp_path / "fetched.tar").exists()  # the archive is not kept by default
     assert _QuietHandler.requests == ["/store.tar"]
-    np.testing.assert_array_equal(fetched.dataset("test")[2]["features"], FeatureStore(sample_store).dataset("test")[2]["features"])
+    np.testing.assert_array_equal(
+        fetched.dataset("test")[2]["features"],
+        FeatureStore(sample_store).dataset("test")[2]["features"],
+    )
 
     # A second fetch into a verified store downloads nothing.
     fetch_store(f"{base}/store.tar", dest)

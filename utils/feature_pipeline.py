@@ -396,8 +396,11 @@ def _make_pool(workers: int, initargs: tuple):
 
 def _extract(
     cfg: FeatureConfig, store: Path, sources: list[Source], plan: dict, extractor, tokenizer
-) -> list[dict]:
-    """Process every (source, split) shard that is not done; return all shards' records in order."""
+) -> tuple[list[dict], int]:
+    """Process every (source, split) shard that is not done.
+
+    Returns (every shard's record in store order, how many shards were done already).
+    """
     workers = (os.cpu_count() or 1) if cfg.workers is None else cfg.workers
     initargs = (
         np.asarray(extractor.mel_filters, dtype=np.float32),
@@ -408,6 +411,7 @@ def _extract(
     pool = _make_pool(workers, (*initargs, True)) if workers > 0 else None
     if pool is None:
         _init_worker(*initargs, False)
+    reused = 0
     slots: list = []  # records and _Shards in store order; _Shards become records once written
     pending: deque = deque()  # (shard, async result or results) in submission order
     window = max(1, workers) * TASKS_PER_WORKER
@@ -435,6 +439,7 @@ def _extract(
                         tqdm.write(f"{store / name}: {problem}; extracting it again")
                         st.remove_shard(store, source.name, split, index)
                     if record is not None and record.get("examples") == len(examples):
+                        reused += 1
                         slots.append(record)
                         bar.update(len(examples))
                         continue
@@ -460,7 +465,7 @@ def _extract(
         bar.close()
         if pool is not None:
             pool.terminate()
-    return slots
+    return slots, reused
 
 
 def build_manifest(settings: dict, plan: dict, records: list[dict]) -> dict:
@@ -550,10 +555,11 @@ def run_feature_pipeline(cfg: FeatureConfig) -> dict:
     (store / st.MANIFEST).unlink(missing_ok=True)  # readers must not see a store being changed
     st.remove_tmp_files(store)
     started = time.perf_counter()
-    records = _extract(cfg, store, sources, plan, extractor, tokenizer)
+    records, reused = _extract(cfg, store, sources, plan, extractor, tokenizer)
     manifest = build_manifest(settings, plan, records)
     st.write_manifest(store, manifest)
-    print(f"{store}: done in {time.perf_counter() - started:.1f} s")
+    resumed = f"; {reused} of {len(records)} shards were done already" if reused else ""
+    print(f"{store}: done in {time.perf_counter() - started:.1f} s{resumed}")
     print(summarize(manifest))
     return manifest
 

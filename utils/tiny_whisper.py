@@ -23,17 +23,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# NON_SPEECH_TOKENS_MULTI: text tokens (ids < 50257) Whisper suppresses while decoding (symbols
-# and speaker marks, whisper.tokenizer.Tokenizer.non_speech_tokens). transformers' list also holds
-# a few special ids of the 51865 vocabulary; only its text part is used and the special ids to
-# suppress are looked up in the built vocabulary, so the list is right for large-v3 too.
-from transformers.models.whisper.configuration_whisper import NON_SPEECH_TOKENS_MULTI
-
-# LANGUAGES: language codes in OpenAI's order (whisper/tokenizer.py); a language's token id is
-# <|startoftranscript|> + 1 + its index. transformers keeps its own copy of OpenAI's dict (the test
-# checks it against openai-whisper). The 100th entry, "yue", exists only in large-v3.
-from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
 # Whisper's multilingual BPE has 50257 mergeable ranks; <|endoftext|> is the first id after them.
 N_TEXT_TOKENS = 50257
 
@@ -112,6 +101,11 @@ def tiktoken_asset() -> Path:
 
 def language_tokens(n_mels: int = 80) -> list[str]:
     """``<|en|>``, ``<|zh|>``, ... in id order: 99 languages, 100 (with ``<|yue|>``) for large-v3."""
+    # OpenAI's language order (whisper/tokenizer.py): a language's id is <|startoftranscript|> + 1
+    # + its index. transformers keeps its own copy of that dict (the test checks it against
+    # openai-whisper); its 100th entry, "yue", exists only in large-v3.
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
     return [f"<|{code}|>" for code in list(LANGUAGES)[: 100 if n_mels == N_MELS_V3 else 99]]
 
 
@@ -166,6 +160,12 @@ def build_tokenizer(n_mels: int = 80):
 
 def suppress_token_ids(tokenizer, n_mels: int = 80) -> list[int]:
     """Ids Whisper never samples: non-speech symbols plus the control tokens (as in hub configs)."""
+    # Text tokens (ids < 50257) Whisper suppresses: symbols and speaker marks that are not speech
+    # (whisper.tokenizer.Tokenizer.non_speech_tokens). transformers' list also holds a few special
+    # ids of the 51865 vocabulary; only its text part is used and the control ids are looked up in
+    # the built vocabulary, so the list is right for large-v3 too.
+    from transformers.models.whisper.configuration_whisper import NON_SPEECH_TOKENS_MULTI
+
     controls = ["<|startoftranscript|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>"]
     controls += ["<|startofprev|>", no_speech_token(n_mels)]
     text_part = [t for t in NON_SPEECH_TOKENS_MULTI if t < N_TEXT_TOKENS]
@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
+        tiktoken_asset()  # before importing transformers (seconds), so a missing package fails fast
         path = build_tiny_whisper(
             args.out_dir,
             n_mels=args.n_mels,

@@ -48,6 +48,9 @@ ENERGY_FRAME = SAMPLE_RATE // 50  # 20 ms frames for the energy used to place cu
 # of a quiet room sits around -60 to -70 dBFS, whispered speech close to a phone above -45 dBFS.
 SILENCE_DBFS = -55.0
 TIME_PRECISION = 0.02  # seconds per Whisper timestamp token (<|0.00|>, <|0.02|>, ...)
+# Whisper decodes at most 224 tokens per window: half its 448 decoder positions (OpenAI's
+# sample_len = n_text_ctx // 2; CTranslate2 applies the same cap).
+MAX_NEW_TOKENS = 224
 MIN_SEGMENT_SECONDS = 0.02  # one timestamp step: the shortest cue a subtitle file gets
 CT2_SUBDIR = "ctranslate2"  # where export_ctranslate2 puts an export next to its checkpoint
 BACKENDS = ("auto", "transformers", "ctranslate2")
@@ -82,8 +85,10 @@ class TranscribeOptions:
     compute_type: str = "default"
     # Refuse audio longer than this many seconds (None: no limit); the app keeps requests bounded.
     max_duration: float | None = 4 * 3600.0
-    # Tokens decoded per window at most; None lets a window fill the decoder (448 minus prefix).
-    max_new_tokens: int | None = None
+    # Tokens decoded per window at most. Whisper's own limit is 224 (half the decoder's 448
+    # positions: OpenAI's sample_len, which CTranslate2 also enforces); 30 s of fast speech with
+    # timestamps needs about 150.
+    max_new_tokens: int = MAX_NEW_TOKENS
     # Windows decoded together by the "batched" strategy: more is faster until memory runs out.
     batch_size: int = 8
     # Beam size; 1 is greedy decoding (fastest, and what transformers' Whisper config defaults to).
@@ -100,7 +105,7 @@ class TranscribeOptions:
             "num_beams": self.num_beams >= 1,
             "cpu_threads": self.cpu_threads >= 0,
             "max_duration": self.max_duration is None or self.max_duration > 0,
-            "max_new_tokens": self.max_new_tokens is None or 1 <= self.max_new_tokens <= 444,
+            "max_new_tokens": 1 <= self.max_new_tokens <= MAX_NEW_TOKENS,
         }
         for name, ok in checks.items():
             if not ok:
@@ -182,7 +187,9 @@ def plan_windows(audio: np.ndarray) -> list[tuple[int, int]]:
     while len(audio) - start > win:
         last_frame = (start + win) // ENERGY_FRAME  # first frame not fully inside the window
         first_frame = last_frame - search
-        quietest = first_frame + int(np.argmin(energy[first_frame:last_frame]))
+        # the latest of the quietest frames: keeps windows as full as possible
+        span = energy[first_frame:last_frame]
+        quietest = last_frame - 1 - int(np.argmin(span[::-1]))
         cut = quietest * ENERGY_FRAME + ENERGY_FRAME // 2
         windows.append((start, cut))
         start = cut
@@ -331,11 +338,13 @@ class TransformersBackend:
         return self.id_to_lang[int(ids.reshape(-1)[0])]
 
     def generate_kwargs(self, opts: TranscribeOptions, language: str | None) -> dict:
-        kwargs = {"return_timestamps": opts.timestamps, "num_beams": opts.num_beams}
+        kwargs = {
+            "return_timestamps": opts.timestamps,
+            "num_beams": opts.num_beams,
+            "max_new_tokens": opts.max_new_tokens,
+        }
         if self.lang_to_id:  # English-only checkpoints take neither language nor task
             kwargs.update(language=language, task=opts.task)
-        if opts.max_new_tokens:
-            kwargs["max_new_tokens"] = opts.max_new_tokens
         return kwargs
 
     def generate(self, chunks: list[np.ndarray], opts, language) -> list[list[int]]:
@@ -456,8 +465,10 @@ class CTranslate2Backend:
 
     def generate(self, chunks: list[np.ndarray], opts, language) -> list[list[int]]:
         prompt = self.prompt(opts, language)
-        # CTranslate2's max_length counts the prompt (as faster-whisper computes it).
-        max_length = min(len(prompt) + (opts.max_new_tokens or 448), 448)
+        # CTranslate2 decodes min(max_length / 2, max_length - len(prompt)) new tokens (OpenAI's
+        # half-context cap), so this max_length yields exactly max_new_tokens, as transformers does.
+        n = opts.max_new_tokens
+        max_length = max(2 * n, n + len(prompt))
         results = self.ct2.generate(
             self.features(chunks),
             [prompt] * len(chunks),
@@ -736,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--srt", action="store_true", help="also write .srt subtitles")
     p.add_argument("--vtt", action="store_true", help="also write .vtt subtitles")
     p.add_argument("--no-timestamps", action="store_true", help="one segment per 30 s window")
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     p.add_argument("--max-duration", type=float, default=None, help="refuse longer files (s)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-beams", type=int, default=1)

@@ -1,0 +1,175 @@
+"""Long-form transcription speed: the app's default backend against faster-whisper, same weights.
+
+A ~10-minute recording is made by joining the bundled sample clips (with short pauses between
+them, like sentences in a talk). A Whisper of whisper-tiny's size (d_model 384, 4 encoder + 4
+decoder layers, 6 heads; random weights, real multilingual tokenizer) is built offline and exported
+to CTranslate2 with `export_ctranslate2` (float32: the same weights). Then, each in its own
+subprocess so that peak memory is its own, on the same CPU with the same thread count, the same
+language, greedy decoding and the SAME max_new_tokens per window:
+
+  transformers   utils.transcription, backend "transformers" (the app's default without an export)
+  ctranslate2    utils.transcription, backend "ctranslate2" (same windows/prompt, CTranslate2 engine)
+  fw-batched     faster-whisper's own BatchedInferencePipeline over the same windows
+  fw-sequential  faster-whisper's WhisperModel.transcribe (its classic long-form loop)
+
+Random weights decode garbage, but the same garbage: the token counts printed show the decoding
+work each run did (transformers and ctranslate2 produce identical tokens).
+
+    python benchmarks/bench_inference.py [--minutes 10] [--max-new-tokens 96] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from utils.audio import SAMPLE_RATE, load_audio  # noqa: E402
+
+# whisper-tiny's architecture: 39 M parameters, the size people run on a CPU.
+TINY_ARCH = {"d_model": 384, "layers": 4, "heads": 6, "ffn_dim": 1536}
+LANGUAGE = "sv"  # fixed, so no run spends time on language detection
+RUNS = ("transformers", "ctranslate2", "fw-batched", "fw-sequential")
+
+
+def make_recording(corpus: Path, minutes: float, out: Path) -> float:
+    """Join the sample clips (all locales, 0.3-0.8 s pauses) until `minutes`; write a 16 kHz wav."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    clips = [load_audio(p) for p in sorted(corpus.glob("*/clips/*.mp3"))]
+    parts, total, target = [], 0, int(minutes * 60 * SAMPLE_RATE)
+    while total < target:
+        for clip in clips:
+            pause = np.zeros(int(rng.uniform(0.3, 0.8) * SAMPLE_RATE), np.float32)
+            parts += [clip, pause]
+            total += len(clip) + len(pause)
+            if total >= target:
+                break
+    audio = np.concatenate(parts)[:target]
+    sf.write(out, audio, SAMPLE_RATE, subtype="FLOAT")
+    return len(audio) / SAMPLE_RATE
+
+
+def prepare(work: Path) -> tuple[Path, Path]:
+    """Build the whisper-tiny-sized model and its float32 CTranslate2 export (reused if present)."""
+    from utils.tiny_whisper import build_tiny_whisper
+    from utils.transcription import export_ctranslate2
+
+    model = build_tiny_whisper(work / "whisper-tiny-arch", **TINY_ARCH)
+    ct2 = export_ctranslate2(model, work / "whisper-tiny-arch-ct2")
+    return model, ct2
+
+
+def run_one(kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, threads: int) -> dict:
+    """Transcribe `wav` once with `kind`; runs inside a fresh subprocess."""
+    audio = load_audio(wav)
+    started = time.perf_counter()
+    if kind in ("transformers", "ctranslate2"):
+        from utils.transcription import TranscribeOptions, Transcriber
+
+        opts = TranscribeOptions(
+            language=LANGUAGE, backend=kind, max_new_tokens=max_new_tokens, cpu_threads=threads
+        )
+        transcriber = Transcriber(model if kind == "transformers" else ct2, opts)
+        loaded = time.perf_counter()
+        result = transcriber.transcribe(audio)
+        segments = [(s.start, s.end, s.text) for s in result.segments]
+        tokens = None
+    else:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        from utils.transcription import plan_windows
+
+        fw = WhisperModel(ct2, device="cpu", compute_type="default", cpu_threads=threads)
+        loaded = time.perf_counter()
+        common = dict(language=LANGUAGE, beam_size=1, temperature=0.0, vad_filter=False)
+        common.update(max_new_tokens=max_new_tokens, condition_on_previous_text=False)
+        if kind == "fw-batched":
+            clips = [{"start": s / SAMPLE_RATE, "end": e / SAMPLE_RATE} for s, e in plan_windows(audio)]
+            out, _ = BatchedInferencePipeline(fw).transcribe(
+                audio, clip_timestamps=clips, batch_size=8, **common
+            )
+        else:
+            out, _ = fw.transcribe(audio, **common)
+        out = list(out)  # segments are generated lazily: decoding happens here
+        segments = [(s.start, s.end, s.text) for s in out]
+        tokens = sum(len(s.tokens) for s in out)
+    done = time.perf_counter()
+    return {
+        "kind": kind,
+        "load_s": loaded - started,
+        "transcribe_s": done - loaded,
+        "segments": len(segments),
+        "chars": sum(len(t) for _, _, t in segments),
+        "tokens": tokens,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--max-new-tokens", type=int, default=96, help="per 30 s window, all runs")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads, all runs")
+    p.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of " + ",".join(RUNS))
+    p.add_argument("--work", type=Path, default=None, help="keep model/recording here (default: tmp)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--_one", help=argparse.SUPPRESS)
+    p.add_argument("--_paths", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args._one:  # child process: one measurement, JSON on the last stdout line
+        model, ct2, wav = args._paths
+        print(json.dumps(run_one(args._one, model, ct2, wav, args.max_new_tokens, args.threads)))
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        model, ct2 = prepare(work)
+        wav = work / "recording.wav"
+        seconds = make_recording(REPO / "data" / "cv-corpus-sample", args.minutes, wav)
+        print(f"recording: {seconds / 60:.1f} min; model: whisper-tiny architecture {TINY_ARCH}, "
+              f"random weights; max_new_tokens={args.max_new_tokens}; threads={args.threads}; "
+              f"CPU cores: {os.cpu_count()}")
+        results = {}
+        for kind in args.runs.split(","):
+            cmd = [sys.executable, __file__, "--_one", kind, "--_paths", str(model), str(ct2), str(wav),
+                   "--max-new-tokens", str(args.max_new_tokens), "--threads", str(args.threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            if proc.returncode:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{kind} failed")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            r["rtf"] = r["transcribe_s"] / seconds
+            results[kind] = r
+            print(f"{kind:14s} transcribe {r['transcribe_s']:7.2f} s  RTF {r['rtf']:.4f}  "
+                  f"load {r['load_s']:5.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+                  f"segments {r['segments']:4d}  tokens {r['tokens'] if r['tokens'] is not None else '-'}",
+                  flush=True)
+        base = results.get("transformers")
+        if base:
+            for kind, r in results.items():
+                if kind != "transformers":
+                    print(f"transformers / {kind}: {base['transcribe_s'] / r['transcribe_s']:.2f}x time, "
+                          f"{base['peak_rss_mb'] / r['peak_rss_mb']:.2f}x peak memory")
+        print("command: python benchmarks/bench_inference.py " + " ".join(sys.argv[1:]))
+        if args.json:
+            args.json.write_text(json.dumps({"seconds": seconds, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
