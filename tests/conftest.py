@@ -47,3 +47,61 @@ def sample_store(tmp_path_factory, tiny_whisper, sample_corpus) -> Path:
     )
     run_feature_pipeline(cfg)
     return store
+
+
+@pytest.fixture(scope="session")
+def inference_app(tmp_path_factory, tiny_whisper):
+    """The inference app (`python -m utils.app`) serving the tiny Whisper from a subprocess on
+    127.0.0.1, shared by the app tests. Its TMPDIR and Gradio cache are private folders, so tests
+    can check that requests leave no temporary files behind. Yields a namespace with url, tmpdir,
+    cache, log (path of the server's output) and proc."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import types
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("inference-app")
+    tmpdir, cache = root / "tmp", root / "gradio-cache"
+    tmpdir.mkdir()
+    with socket.socket() as s:  # a free port; the tiny window before the server binds is harmless
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(
+        os.environ,
+        TMPDIR=str(tmpdir),
+        GRADIO_TEMP_DIR=str(cache),
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    # Random weights never stop on their own: 8 new tokens per window keep each request short.
+    # max_duration 20 s lets a test send an over-long file cheaply.
+    cmd = [sys.executable, "-m", "utils.app", "--model", str(tiny_whisper), "--port", str(port)]
+    cmd += ["--max-new-tokens", "8", "--cpu-threads", "1", "--max-duration", "20"]
+    log = root / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the app did not answer in 180 s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield types.SimpleNamespace(url=url, tmpdir=tmpdir, cache=cache, log=log, proc=proc)
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

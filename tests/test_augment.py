@@ -21,14 +21,16 @@ from utils.augment import (
     applied_json,
     augment,
     augmented_copies,
+    copies_for_store,
     draw,
     parse_augment,
 )
 from utils.features import compact_log_mel
+from utils.sources import Example, open_source
 
 N_CLIPS = 6  # real sv-SE clips decoded once for the module (~3 s each)
 N_DRAWS = 2000  # coin flips per technique: the std of a frequency at p=0.5 is ~0.011
-P_TOLERANCE = 0.04  # ~3.5 std: a correct implementation fails this about once in 2,000 runs
+P_TOLERANCE = 0.04  # ~3.5 std; the draws are seeded, so the test is deterministic, not flaky
 SPEED_CLIPS = 12  # clips timed by the (printed, not asserted) speed measurement
 
 
@@ -206,6 +208,27 @@ def test_copies_only_for_the_training_split(clips):
     assert [a for _, _, a in copies] != [a for _, _, a in other]
 
 
+def test_store_rows_from_real_examples(sample_corpus):
+    # The feature pipeline's shape: Examples from a real source, config kept as a plain dict.
+    source = open_source(str(sample_corpus / "sv-SE"))
+    settings = parse_augment({"copies": 2, "p": 1.0}, seed=4).to_dict()
+    for split in ("train", "dev", "test"):
+        example = next(iter(source.examples(split)))
+        audio = load_audio(example.audio)
+        rows = copies_for_store(audio, SAMPLE_RATE, settings, example)
+        if split != "train":
+            assert rows == [], split
+            continue
+        assert [row_id for _, row_id, _ in rows] == [f"{example.id}#aug1", f"{example.id}#aug2"]
+        for wave, _, column in rows:
+            assert set(json.loads(column)) >= {"noise", "pitch", "speed"}
+            assert wave.dtype == np.float32 and wave.size > 0
+        # the same clip under another source name draws differently
+        renamed = Example(example.id, "train", example.text, example.audio, "other")
+        assert copies_for_store(audio, SAMPLE_RATE, settings, renamed)[0][2] != rows[0][2]
+    assert copies_for_store(audio, SAMPLE_RATE, None, example) == []
+
+
 def test_unchanged_copies_are_dropped_unless_asked():
     audio = tone(200.0, seconds=0.2)
     config = AugmentConfig(copies=40)  # p=0.5 each: ~1 copy in 8 has nothing applied
@@ -287,12 +310,16 @@ def test_notebook_parameters_parse():
     assert config.techniques == ("speed", "noise")  # canonical order, whatever order was given
     for off in (None, False, 0, "", "off", "none", {"copies": 0}, {"techniques": []}):
         assert parse_augment(off) is None, off
-    assert parse_augment(True) == parse_augment("on") == AugmentConfig()
+    assert parse_augment(True) == parse_augment(1) == parse_augment("on") == AugmentConfig()
+    with pytest.raises(ValueError, match=r"augment: expected a dict"):
+        parse_augment(2)
     assert parse_augment('{"copies": 2, "p": 0.25}') == AugmentConfig(
         copies=2, p_noise=0.25, p_pitch=0.25, p_speed=0.25
     )
     assert parse_augment("noise") == AugmentConfig(techniques=("noise",))
     assert parse_augment(config) is config
+    # the pipeline's seed is the default, an explicit augment seed wins
+    assert parse_augment("on", seed=9).seed == 9 and parse_augment({"seed": 2}, seed=9).seed == 2
     assert AugmentConfig.from_dict(config.to_dict()) == config  # manifest settings round-trip
     with pytest.raises(ValueError, match=r"augment: not valid JSON"):
         parse_augment("{copies: 2}")

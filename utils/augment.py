@@ -16,7 +16,7 @@ Pitch shift and time stretch run on Signalsmith Stretch (the `python-stretch` bi
 behind audiomentations' `PitchShift` and `TimeStretch` (their default method, "signalsmith_stretch").
 We call it directly instead of through those two transforms for speed: one pass changes tempo and
 pitch together where the two transforms take two (43 % less CPU when both fire), and it runs
-Signalsmith's "cheaper" preset (~25 % less); that is what keeps an augmented clip near the cost of a
+Signalsmith's "cheaper" preset (~20 % less); that is what keeps an augmented clip near the cost of a
 plain one. Gaussian noise is generated here too: audiomentations' `AddGaussianNoise` draws from the
 global `np.random` state (not reproducible per clip across worker processes) and refuses an
 amplitude of 0, where the seed's range starts.
@@ -48,7 +48,7 @@ MIN_SPEED, MAX_SPEED = 0.1, 10.0
 # Drawn amounts are rounded before use, so the recorded value is exactly the applied one and the
 # JSON in the store stays short; 1e-4 of a semitone/factor/amplitude is far below anything audible.
 AMOUNT_DECIMALS = 4
-# Signalsmith's "cheaper" preset (100 ms blocks every 40 ms instead of 120 ms every 30 ms): ~25 %
+# Signalsmith's "cheaper" preset (100 ms blocks every 40 ms instead of 120 ms every 30 ms): ~20 %
 # less CPU, and on a test tone the same envelope ripple (1.9 %) as the default preset.
 STRETCH_CHEAPER = True
 COPY_SUFFIX = "#aug"  # augmented row id = f"{example id}#aug{copy}", unique next to the original
@@ -65,7 +65,7 @@ class AugmentConfig:
     p_pitch: float = 0.5
     p_speed: float = 0.5
     # std of the added Gaussian noise, in full-scale units, drawn uniformly in [min, max]; the
-    # seed's "0.0-0.1" (0.1 is loud: Common Voice speech has an RMS of roughly 0.05-0.1)
+    # seed's "0.0-0.1". 0.1 is loud: about 0 dB SNR on the sample corpus (speech RMS ~0.09)
     noise_range: tuple[float, float] = (0.0, 0.1)
     # pitch shift in semitones, drawn uniformly in [min, max]; negative = lower voice
     pitch_range: tuple[float, float] = (-SEED_PITCH_SEMITONES, SEED_PITCH_SEMITONES)
@@ -159,39 +159,46 @@ class AugmentConfig:
         return cls(**params)
 
 
-def parse_augment(value: Any) -> AugmentConfig | None:
+def parse_augment(value: Any, seed: int | None = None) -> AugmentConfig | None:
     """Turn a notebook/CLI `augment` parameter into a config, or None when augmentation is off.
 
-    Accepts None / False / "" / "off" / "none" / 0 (off), True / "on" / "default" (the seed
+    Accepts None / False / 0 / "" / "off" / "none" (off), True / 1 / "on" / "default" (the seed
     project's settings), an AugmentConfig, a dict, a JSON object string, or a comma-separated list of
     techniques ("noise,speed"). A config that adds no copies also gives None, so "off" has a single
-    spelling in a manifest.
+    spelling in a manifest. `seed` (e.g. the pipeline's seed) is used when the value sets none.
     """
-    if isinstance(value, AugmentConfig):
-        config = value
-    elif value is None or value is False or (isinstance(value, int) and value == 0):
+    if value is None or (isinstance(value, int) and value == 0):  # None, False, 0
         return None
-    elif value is True:
-        config = AugmentConfig()
-    elif isinstance(value, Mapping):
-        config = AugmentConfig.from_dict(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "off", "none", "false", "no", "0"):
-            return None
-        if text.lower() in ("on", "true", "yes", "default", "1"):
-            config = AugmentConfig()
-        elif text.startswith("{"):
-            try:
-                params = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"augment: not valid JSON ({err}): {text!r}") from err
-            config = AugmentConfig.from_dict(params)
-        else:
-            config = AugmentConfig(techniques=text)
-    else:
+    if isinstance(value, AugmentConfig):
+        return value if value.enabled else None
+    if isinstance(value, str):
+        value = _parse_text(value)
+    if isinstance(value, int) and value == 1:  # True, "on", or papermill's `-p augment 1`
+        value = {}
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
         raise ValueError(f"augment: expected a dict, a string, a bool or None, got {value!r}")
+    params = dict(value)
+    if seed is not None:
+        params.setdefault("seed", seed)
+    config = AugmentConfig.from_dict(params)
     return config if config.enabled else None
+
+
+def _parse_text(text: str) -> Any:
+    # A string parameter: off/on words, a JSON object, or a list of techniques.
+    text = text.strip()
+    if text.lower() in ("", "off", "none", "false", "no", "0"):
+        return None
+    if text.lower() in ("on", "true", "yes", "default", "1"):
+        return 1
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"augment: not valid JSON ({err}): {text!r}") from err
+    return {"techniques": text}
 
 
 def draw(config: AugmentConfig, key: str, copy: int = 0) -> dict[str, float]:
@@ -268,6 +275,19 @@ def augmented_copies(
         if applied or config.keep_unchanged:
             copies.append((f"{example_id}{COPY_SUFFIX}{copy}", out, applied))
     return copies
+
+
+def copies_for_store(
+    audio: np.ndarray, sr: int, config: AugmentConfig | Mapping | None, example
+) -> list[tuple[np.ndarray, str, str]]:
+    """`augmented_copies` shaped as store rows need them: [(audio, row id, `augment` column)].
+
+    `example` is a utils.sources.Example (its id, split and source are used); `config` may also be
+    the plain dict of `AugmentConfig.to_dict()`, as kept in a picklable pipeline config.
+    """
+    config = parse_augment(config)
+    copies = augmented_copies(audio, sr, config, example.id, example.split, example.source)
+    return [(wave, row_id, applied_json(applied)) for row_id, wave, applied in copies]
 
 
 def applied_json(applied: Mapping[str, float] | None) -> str:
@@ -364,6 +384,7 @@ __all__ = [
     "applied_json",
     "augment",
     "augmented_copies",
+    "copies_for_store",
     "draw",
     "parse_augment",
 ]

@@ -584,19 +584,23 @@ def summarize(manifest: dict) -> str:
 
 
 def plot_durations(store: str | Path, out: str | Path) -> Path:
-    """Histogram of clip durations per split, saved as a PNG."""
+    """Histogram of clip durations, stacked per split, saved as a PNG."""
     from matplotlib.figure import Figure
 
     feature_store = st.FeatureStore(store)
+    per_split = {
+        split: feature_store.column("duration", split) for split in feature_store.manifest["splits"]
+    }
+    per_split = {split: durations for split, durations in per_split.items() if durations}
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
-    bins = np.linspace(0, feature_store.settings["max_duration"], 31)
-    for split in feature_store.manifest["splits"]:
-        durations = feature_store.column("duration", split)
-        if durations:
-            ax.hist(durations, bins=bins, alpha=0.6, label=f"{split} ({len(durations)})")
+    if per_split:
+        longest = max(max(durations) for durations in per_split.values())
+        bins = np.linspace(0, max(1.0, np.ceil(longest)), 41)
+        labels = [f"{split} ({len(d)} clips)" for split, d in per_split.items()]
+        ax.hist(list(per_split.values()), bins=bins, stacked=True, label=labels)
+        ax.legend()
     ax.set(xlabel="clip duration (s)", ylabel="clips", title=f"Clip durations: {Path(store).name}")
-    ax.legend()
     fig.savefig(out, dpi=110)
     return Path(out)
 

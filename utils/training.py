@@ -611,9 +611,16 @@ def load_model(cfg: TrainConfig, language: str | None, task: str):
     """The Whisper model, configured for this run (SpecAugment, language/task, frozen encoder, LoRA)."""
     from transformers import WhisperForConditionalGeneration
 
+    # float32 master weights (mixed precision autocasts), SDPA attention kernels.
     model = WhisperForConditionalGeneration.from_pretrained(
         cfg.model, dtype=torch.float32, attn_implementation="sdpa"
     )
+    return configure_model(model, cfg, language, task)
+
+
+def configure_model(model, cfg: TrainConfig, language: str | None, task: str):
+    """Apply the run's settings to a Whisper model: SpecAugment, language/task in the generation
+    config, the loss fix below, a frozen encoder, LoRA adapters (returns the peft model then)."""
     model.config.apply_spec_augment = cfg.mask_time_prob > 0 or cfg.mask_feature_prob > 0
     model.config.mask_time_prob = cfg.mask_time_prob
     model.config.mask_feature_prob = cfg.mask_feature_prob
@@ -624,6 +631,10 @@ def load_model(cfg: TrainConfig, language: str | None, task: str):
     generation.task = task
     generation.forced_decoder_ids = None
     model.config.forced_decoder_ids = None
+    # Whisper's forward takes **kwargs but averages its loss itself, ignoring num_items_in_batch;
+    # the Trainer, seeing **kwargs, would then skip dividing by gradient_accumulation and multiply
+    # the loss by the number of processes (doubled gradients and logged loss on 2 GPUs).
+    model.accepts_loss_kwargs = False
     if cfg.freeze_encoder:
         model.freeze_encoder()
     if cfg.lora:
@@ -671,13 +682,17 @@ def load_datasets(store, cfg: TrainConfig, workers: int):
     return train, first_rows(evaluation, cfg.eval_max_samples), grouped
 
 
-def training_arguments(cfg: TrainConfig, output_dir: Path, precision: str, workers: int):
-    """Seq2SeqTrainingArguments for this run, with the fast defaults (see the module docstring)."""
+def training_arguments(
+    cfg: TrainConfig, output_dir: Path, precision: str, workers: int, **overrides
+):
+    """Seq2SeqTrainingArguments for this run, with the fast defaults: bf16 where the GPU has it,
+    TF32 matmuls, fused AdamW, DataLoader workers with pinned memory on GPUs. `overrides` replace
+    any argument (the benchmark turns evaluation and saving off)."""
     from transformers import Seq2SeqTrainingArguments
     from transformers.utils import is_torch_tf32_available
 
     cuda = torch.cuda.is_available()
-    return Seq2SeqTrainingArguments(
+    arguments = dict(
         output_dir=str(output_dir),
         run_name=cfg.run_name,
         per_device_train_batch_size=cfg.batch_size,
@@ -706,6 +721,10 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, precision: str, worke
         report_to=[r for r in cfg.report_to if r not in ("none", "tensorboard")] or "none",
         seed=cfg.seed,
         data_seed=cfg.seed,
+        # Without an accelerator, run on the CPU explicitly: that is also what makes torchrun /
+        # accelerate launch start one CPU process per rank over gloo instead of silently training
+        # the same model once per process.
+        use_cpu=not cuda and not torch.backends.mps.is_available(),
         dataloader_num_workers=workers,
         dataloader_pin_memory=cuda,
         dataloader_persistent_workers=workers > 0,
@@ -717,6 +736,8 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, precision: str, worke
         load_best_model_at_end=False,
         push_to_hub=False,  # pushed once at the end, merged LoRA and model card included
     )
+    arguments.update(overrides)
+    return Seq2SeqTrainingArguments(**arguments)
 
 
 def checkpointing_arguments(enabled: bool) -> dict:
@@ -1245,6 +1266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 reports for all processes
     base, final = metrics.get("baseline") or {}, metrics["final"]
     print(
         f"done: {metrics['output_dir']}  WER {_fmt(base.get('wer'))} -> {_fmt(final.get('wer'))} "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -157,11 +158,13 @@ def normalize_language(language: str | None) -> str | None:
     )
 
 
-def language_choices() -> list[tuple[str, str]]:
-    """(label, code) pairs for every Whisper language, sorted by name, for a UI dropdown."""
+def language_choices(codes=None) -> list[tuple[str, str]]:
+    """(label, code) pairs for a UI dropdown, sorted by name: the given codes (a model's
+    languages) or every Whisper language."""
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    return sorted(((f"{name.title()} ({code})", code) for code, name in LANGUAGES.items()))
+    codes = LANGUAGES if codes is None else codes
+    return sorted((f"{LANGUAGES.get(c, c).title()} ({c})", c) for c in codes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,20 +209,29 @@ def is_silent(audio: np.ndarray) -> bool:
 # Segments from Whisper tokens
 
 
-def clean_segments(raw: list[tuple[float, float, str]]) -> list[Segment]:
-    """Drop empty texts and make times monotonic: start_i <= end_i <= start_{i+1}.
+def clean_segments(
+    raw: list[tuple[float, float, str]], duration: float | None = None
+) -> list[Segment]:
+    """Drop empty texts and make times monotonic within the audio: start_i < end_i <= start_{i+1}
+    <= duration. Text that would start after the audio's end joins the previous segment.
 
     A fine-tuned model nearly always emits ordered timestamps already; this guards subtitle files
     against the odd misprediction (and against random-weight test models).
     """
+    limit = float("inf") if duration is None else duration
     out: list[Segment] = []
     prev_end = 0.0
     for start, end, text in raw:
         text = " ".join(text.split())
         if not text:
             continue
-        start = max(float(start), prev_end)
-        end = max(float(end), start + MIN_SEGMENT_SECONDS)
+        start = min(max(float(start), prev_end), limit)
+        end = min(max(float(end), start + MIN_SEGMENT_SECONDS), limit)
+        if end - start < MIN_SEGMENT_SECONDS / 2:  # no time left at the end of the audio
+            if out:
+                out[-1] = out[-1]._replace(text=f"{out[-1].text} {text}")
+                continue
+            start = max(0.0, end - MIN_SEGMENT_SECONDS)
         out.append(Segment(round(start, 3), round(end, 3), text))
         prev_end = out[-1].end
     return out
@@ -291,6 +303,31 @@ def ct2_cache_dir(model: str) -> Path:
     return root / model.replace("/", "--")
 
 
+class _GenerateNoise(logging.Filter):
+    """Drops transformers' per-call generate warnings that are expected here and would otherwise
+    print on every request: max_new_tokens set on top of the config's max_length (that is the
+    point of the option), and the notes on the generation config and attention mask (windows are
+    always full 30 s inputs, so there is no padding to mask)."""
+
+    NOISE = (
+        "Both `max_new_tokens`",
+        "together with generation-related arguments",
+        "The attention mask is not set",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in self.NOISE)
+
+
+def _quiet_generate_warnings():
+    from transformers.utils import logging as hf_logging
+
+    for handler in hf_logging._get_library_root_logger().handlers:
+        if not any(isinstance(f, _GenerateNoise) for f in handler.filters):
+            handler.addFilter(_GenerateNoise())
+
+
 class TransformersBackend:
     """Whisper through transformers' `generate`; language and task go in as generate kwargs."""
 
@@ -300,6 +337,7 @@ class TransformersBackend:
         import torch
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+        _quiet_generate_warnings()
         self.torch = torch
         self.device = resolve_device(options.device)
         if options.cpu_threads:
@@ -319,6 +357,10 @@ class TransformersBackend:
     def check_language(self, language: str | None):
         if language and self.lang_to_id and f"<|{language}|>" not in self.lang_to_id:
             raise ValueError(f"language={language!r}: this model has no <|{language}|> token")
+
+    def languages(self) -> list[str]:
+        """Language codes this checkpoint knows (["en"] for an English-only one)."""
+        return sorted(self.id_to_lang.values()) or ["en"]
 
     def decode(self, ids: list[int]) -> str:
         return self.processor.tokenizer.decode(ids, skip_special_tokens=True)
@@ -416,9 +458,17 @@ class CTranslate2Backend:
             out = Path(model) / CT2_SUBDIR if Path(model).is_dir() else ct2_cache_dir(str(model))
             export = export_ctranslate2(model, out)
         self.export = export
+        device, index = options.device, 0
+        if device == "auto":  # asked of CTranslate2, not torch: this backend never imports torch
+            import ctranslate2
+
+            device = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
+        if ":" in device:
+            device, index = device.split(":")[0], int(device.split(":")[1])
         self.whisper = WhisperModel(
             str(export),
-            device=resolve_device(options.device).split(":")[0],
+            device=device,
+            device_index=index,
             compute_type=options.compute_type,
             cpu_threads=options.cpu_threads or os.cpu_count() or 1,
             local_files_only=True,
@@ -433,6 +483,11 @@ class CTranslate2Backend:
     def check_language(self, language: str | None):
         if language and self.multilingual and self.token_id(f"<|{language}|>") is None:
             raise ValueError(f"language={language!r}: this model has no <|{language}|> token")
+
+    def languages(self) -> list[str]:
+        """Language codes this export knows (["en"] for an English-only one)."""
+        codes = self.whisper.supported_languages  # faster-whisper's list: may hold "yue"
+        return sorted(c for c in codes if self.token_id(f"<|{c}|>") is not None)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -575,7 +630,7 @@ class Transcriber:
                 raw = merge_per_window(raw)
         else:
             raw = self.decode_windows(audio, voiced, opts, language)
-        segments = clean_segments(raw)
+        segments = clean_segments(raw, duration)
         info = {
             "backend": self.backend.name,
             "strategy": opts.strategy,

@@ -1,0 +1,251 @@
+"""Transcriber (long-form windows, both backends), subtitle writers, CTranslate2 export, CLI.
+
+The tiny Whisper has random weights, so its words are garbage: the tests assert structure
+(windows, segments, timestamps, files, errors) and that both backends decode the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from utils.audio import SAMPLE_RATE, AudioError, load_audio
+from utils.transcription import (
+    WINDOW_SECONDS,
+    NoSpeechError,
+    Segment,
+    TranscribeOptions,
+    Transcriber,
+    Transcript,
+    clean_segments,
+    export_ctranslate2,
+    frame_energy_db,
+    normalize_language,
+    plan_windows,
+    segments_from_tokens,
+    to_srt,
+    to_txt,
+    to_vtt,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+# Random weights never emit end-of-text: a few tokens per window keep every decode short.
+FAST = {"max_new_tokens": 8, "cpu_threads": 1}
+
+SRT_TIME = r"(\d{2}):(\d{2}):(\d{2}),(\d{3})"
+VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
+
+
+def _seconds(h, m, s, ms) -> float:
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def parse_srt(text: str) -> list[tuple[float, float, str]]:
+    """Parse SubRip strictly: numbered cues 1..n, a time line, text, blank line between."""
+    cues = []
+    for i, block in enumerate(text.strip().split("\n\n"), start=1):
+        lines = block.split("\n")
+        assert lines[0] == str(i), f"cue number {lines[0]!r}, expected {i}"
+        m = re.fullmatch(f"{SRT_TIME} --> {SRT_TIME}", lines[1])
+        assert m, f"bad SRT time line {lines[1]!r}"
+        assert len(lines) >= 3 and lines[2].strip(), "empty cue"
+        cues.append((_seconds(*m.groups()[:4]), _seconds(*m.groups()[4:]), "\n".join(lines[2:])))
+    return cues
+
+
+def parse_vtt(text: str) -> list[tuple[float, float, str]]:
+    """Parse WebVTT: a WEBVTT header, then cues of a time line and text."""
+    blocks = text.strip().split("\n\n")
+    assert blocks[0] == "WEBVTT"
+    cues = []
+    for block in blocks[1:]:
+        lines = block.split("\n")
+        m = re.fullmatch(f"{VTT_TIME} --> {VTT_TIME}", lines[0])
+        assert m, f"bad VTT time line {lines[0]!r}"
+        assert len(lines) >= 2 and lines[1].strip() and "-->" not in lines[1]
+        cues.append((_seconds(*m.groups()[:4]), _seconds(*m.groups()[4:]), "\n".join(lines[1:])))
+    return cues
+
+
+def assert_increasing(cues, duration: float | None = None):
+    """Every cue starts where or after the previous one ended and ends after it starts."""
+    assert cues, "no cues"
+    prev_end = 0.0
+    for start, end, _ in cues:
+        assert prev_end <= start < end, (prev_end, start, end)
+        prev_end = end
+    if duration is not None:
+        assert prev_end <= duration + 0.05
+
+
+@pytest.fixture(scope="module")
+def clips(sample_corpus) -> list[Path]:
+    return sorted((sample_corpus / "sv-SE" / "clips").glob("*.mp3"))
+
+
+@pytest.fixture(scope="module")
+def long_audio(clips) -> np.ndarray:
+    """~70 s of speech: sample clips with 0.4 s pauses, so it needs three windows."""
+    parts = []
+    for clip in clips[:22]:
+        parts += [load_audio(clip), np.zeros(int(0.4 * SAMPLE_RATE), np.float32)]
+    audio = np.concatenate(parts)
+    assert len(audio) > 2 * WINDOW_SECONDS * SAMPLE_RATE
+    return audio
+
+
+@pytest.fixture(scope="module")
+def transcriber(tiny_whisper) -> Transcriber:
+    return Transcriber(tiny_whisper, TranscribeOptions(backend="transformers", **FAST))
+
+
+def test_windows_cover_audio_and_cut_in_pauses(long_audio):
+    windows = plan_windows(long_audio)
+    assert windows[0][0] == 0 and windows[-1][1] == len(long_audio)
+    for (_s1, e1), (s2, _) in zip(windows, windows[1:], strict=False):
+        assert e1 == s2  # contiguous: nothing lost, nothing decoded twice
+    energy = frame_energy_db(long_audio)
+    for s, e in windows:
+        assert 0 < e - s <= WINDOW_SECONDS * SAMPLE_RATE
+    for _, cut in windows[:-1]:
+        # every cut sits in a pause (digital silence here), not inside a clip
+        assert energy[cut // 320] < -100
+        assert cut - windows[0][0] > 0
+
+
+def test_segments_from_tokens_and_cleaning():
+    tb, eot = 1000, 500  # toy ids: text < 500 <= specials < 1000 <= timestamps
+    decode = lambda ids: " ".join(f"w{i}" for i in ids)  # noqa: E731
+    # <|0.00|> a b <|1.00|><|1.00|> c <|2.50|> d   (d: cut off before its closing timestamp)
+    tokens = [eot + 1, tb + 0, 1, 2, tb + 50, tb + 50, 3, tb + 125, 4, eot]
+    raw = segments_from_tokens(tokens, decode, tb, eot, offset=10.0, window_seconds=4.0)
+    assert raw == [(10.0, 11.0, "w1 w2"), (11.0, 12.5, "w3"), (12.5, 14.0, "w4")]
+    # timestamps past the window's end are clamped to it
+    raw = segments_from_tokens([tb, 1, tb + 1400], decode, tb, eot, 0.0, 3.0)
+    assert raw == [(0.0, 3.0, "w1")]
+    # cleaning: empty text dropped, overlaps pushed forward, zero-length cues get 20 ms
+    cleaned = clean_segments([(0, 2, " a "), (1, 1.5, "b"), (3, 3, "  "), (3, 3, "c")])
+    assert cleaned == [Segment(0, 2, "a"), Segment(2, 2.02, "b"), Segment(3, 3.02, "c")]
+    # nothing past the audio's end: a segment starting there joins the previous one
+    cleaned = clean_segments([(0, 2, "a"), (2.5, 9, "b"), (7, 8, "c")], duration=4.0)
+    assert cleaned == [Segment(0, 2, "a"), Segment(2.5, 4.0, "b c")]
+
+
+def test_writers_format_exactly():
+    t = Transcript(
+        text="Hej då. --> ok",
+        segments=[Segment(0.0, 1.5, "Hej då."), Segment(61.25, 3723.004, "--> ok")],
+        language="sv",
+    )
+    assert to_txt(t) == "Hej då.\n--> ok\n"
+    assert to_srt(t) == (
+        "1\n00:00:00,000 --> 00:00:01,500\nHej då.\n\n2\n00:01:01,250 --> 01:02:03,004\n--> ok\n"
+    )
+    vtt = to_vtt(t)
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHej då.\n")
+    assert parse_vtt(vtt)[1] == (61.25, 3723.004, "-> ok")  # "-->" is not allowed in a cue
+    assert_increasing(parse_srt(to_srt(t)))
+
+
+def test_long_form_transcription(transcriber, long_audio):
+    result = transcriber.transcribe(long_audio, language="sv")
+    duration = len(long_audio) / SAMPLE_RATE
+    assert result.language == "sv" and result.duration == pytest.approx(duration)
+    assert result.info["windows"] == 3 and result.info["backend"] == "transformers"
+    assert isinstance(result.text, str) and result.text
+    assert all(isinstance(s.text, str) and s.text for s in result.segments)
+    # all three windows produced segments, on one monotonic timeline within the audio
+    assert result.segments[-1].start >= 2 * 25.0
+    assert_increasing([tuple(s) for s in result.segments], duration)
+    assert_increasing(parse_srt(to_srt(result)), duration)
+    assert_increasing(parse_vtt(to_vtt(result)), duration)
+
+
+def test_detect_translate_and_no_timestamps(transcriber, clips):
+    audio = load_audio(clips[0])
+    detected = transcriber.transcribe(audio)
+    assert detected.language in transcriber.backend.languages()
+    plain = transcriber.transcribe(audio, language="swedish", task="translate", timestamps=False)
+    assert plain.language == "sv" and plain.task == "translate"
+    # without timestamps each window is one segment spanning the window
+    assert [(s.start, s.end) for s in plain.segments] == [(0.0, round(len(audio) / SAMPLE_RATE, 3))]
+
+
+def test_sequential_strategy(transcriber, long_audio):
+    result = transcriber.transcribe(long_audio, language="sv", strategy="sequential")
+    assert result.info["strategy"] == "sequential" and result.segments
+    assert_increasing([tuple(s) for s in result.segments], len(long_audio) / SAMPLE_RATE)
+
+
+def test_bad_input_messages(transcriber, tmp_path):
+    silent = tmp_path / "quiet-room.wav"
+    sf.write(silent, np.random.default_rng(0).normal(0, 1e-4, 3 * SAMPLE_RATE), SAMPLE_RATE)
+    with pytest.raises(NoSpeechError, match="quiet-room.wav: the audio holds only silence"):
+        transcriber.transcribe(silent)
+    long = np.full(5 * SAMPLE_RATE, 0.1, np.float32)
+    with pytest.raises(AudioError, match="talk: 5.0 s of audio is over the limit of 4.0 s"):
+        transcriber.transcribe(long, name="talk", max_duration=4.0)
+    notes = tmp_path / "notes.mp3"
+    notes.write_text("not audio at all\n" * 50)
+    with pytest.raises(AudioError, match="notes.mp3: cannot decode audio"):
+        transcriber.transcribe(notes)
+    with pytest.raises(ValueError, match="language='klingon' is not a Whisper language"):
+        transcriber.transcribe(long, language="klingon")
+    with pytest.raises(ValueError, match=r"TranscribeOptions.task='summarize'"):
+        TranscribeOptions(task="summarize")
+    with pytest.raises(ValueError, match=r"TranscribeOptions.max_new_tokens=500"):
+        TranscribeOptions(max_new_tokens=500)
+    with pytest.raises(ValueError, match=r"\['backend'\] are fixed"):
+        transcriber.transcribe(long, backend="ctranslate2")
+    assert normalize_language("<|SV|>") == normalize_language("Swedish") == "sv"
+    assert normalize_language("auto") is None
+
+
+def test_ctranslate2_export_decodes_the_same_tokens(tiny_whisper, tmp_path, long_audio):
+    """export_ctranslate2 on a transformers 5 checkpoint; faster-whisper's engine then decodes
+    exactly the tokens transformers decodes, on the same windows."""
+    export = export_ctranslate2(tiny_whisper, tmp_path / "model-ct2")
+    for name in ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"):
+        assert (export / name).is_file(), name
+    assert export_ctranslate2(tiny_whisper, export) == export  # already there: reused
+
+    opts = TranscribeOptions(language="sv", **FAST)
+    hf = Transcriber(tiny_whisper, opts, backend="transformers")
+    ct2 = Transcriber(export, opts)  # "auto" picks the export
+    assert ct2.backend.name == "ctranslate2"
+    chunks = [long_audio[s:e] for s, e in plan_windows(long_audio)]
+    for timestamps in (True, False):
+        o = TranscribeOptions(language="sv", timestamps=timestamps, **FAST)
+        a = hf.backend.generate(chunks, o, "sv")
+        b = ct2.backend.generate(chunks, o, "sv")
+        # transformers returns the prompt too; compare what was generated
+        assert [x[-len(y) :] for x, y in zip(a, b, strict=True)] == b
+        assert all(len(y) == FAST["max_new_tokens"] for y in b)
+    r1, r2 = hf.transcribe(long_audio), ct2.transcribe(long_audio)
+    assert r1.segments == r2.segments and r1.text == r2.text
+
+
+def test_cli(tiny_whisper, clips, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "utils.transcription", str(clips[0]), str(bad), str(clips[1])]
+    cmd += ["--model", str(tiny_whisper), "--language", "sv", "--srt", "--vtt", "--out", str(out)]
+    cmd += ["--max-new-tokens", "8", "--backend", "transformers"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr  # one file failed, the others were done
+    assert re.search(r"error: \S*broken.wav: cannot decode audio", proc.stderr), proc.stderr
+    for clip in clips[:2]:
+        for ext in ("txt", "srt", "vtt"):
+            assert (out / f"{clip.stem}.{ext}").is_file()
+        duration = len(load_audio(clip)) / SAMPLE_RATE
+        assert_increasing(parse_srt((out / f"{clip.stem}.srt").read_text()), duration)
+        assert_increasing(parse_vtt((out / f"{clip.stem}.vtt").read_text()), duration)
+    assert len(proc.stdout.strip().splitlines()) == 2  # the two transcripts
+    assert not list(out.glob("broken.*"))

@@ -1,0 +1,266 @@
+"""The whole pipeline in one command: notebooks 01 -> 02 -> 03 under papermill.
+
+    python -m utils.pipeline                       # the bundled sample, openai/whisper-tiny
+    python -m utils.pipeline --offline             # no Hub: a tiny random Whisper built here
+    python -m utils.pipeline -p 02:max_steps 100 -p language swedish --config run.yaml
+
+Each notebook's outputs are passed to the next (store -> model -> app), the executed notebooks are
+saved under the run folder, and the run ends with the app answering one real transcription request
+and a summary. Rerunning the same command after an interruption resumes: the feature store skips
+its finished shards and training continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = {
+    "01": "01_feature_pipeline.ipynb",
+    "02": "02_training_pipeline.ipynb",
+    "03": "03_inference_app.ipynb",
+}
+# Other names accepted for a notebook in -p NB:NAME and in the YAML file's sections.
+ALIASES = {"features": "01", "training": "02", "app": "03", "inference": "03"}
+DEFAULT_MODEL = "openai/whisper-tiny"  # the smallest real Whisper: the demo stays quick on a CPU
+SAMPLE_SOURCE = "data/cv-corpus-sample/sv-SE"
+# A CPU-sized demo: enough steps to see the loss move and every artifact written, in minutes.
+DEMO = {
+    "01": {"source": SAMPLE_SOURCE, "language": "swedish", "shard_size": 16},
+    "02": {
+        "language": "swedish",
+        "max_steps": 20,
+        "batch_size": 8,
+        "warmup_steps": 2,
+        "eval_steps": 10,
+        "save_steps": 10,
+        "learning_rate": 1e-5,
+        "generation_max_length": 64,
+    },
+    "03": {"language": "swedish", "launch_mode": "check"},
+}
+
+
+class PipelineError(RuntimeError):
+    """A problem the user can fix; main() prints it without a traceback."""
+
+
+def notebook_key(name: str) -> str:
+    """'01', '1', 'features', '01_feature_pipeline.ipynb' -> '01'."""
+    name = ALIASES.get(name, name).removesuffix(".ipynb")
+    for key, notebook in NOTEBOOKS.items():
+        if name in (key, key.lstrip("0"), notebook.removesuffix(".ipynb")):
+            return key
+    raise PipelineError(
+        f"unknown notebook {name!r}: use one of {sorted(NOTEBOOKS) + sorted(ALIASES)}"
+    )
+
+
+def parameter_names(key: str) -> set[str]:
+    """Names in a notebook's `parameters` cell."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(ROOT / NOTEBOOKS[key])))
+
+
+def parse_overrides(pairs: Sequence[Sequence[str]], config: dict | None) -> dict[str, dict]:
+    """Merge a YAML config ({notebook: {name: value}}) and -p [NB:]NAME VALUE pairs per notebook.
+
+    A -p without a notebook prefix goes to every notebook that has that parameter; values are read
+    as YAML (so 10 is an int, true a bool, null None), like papermill's own -y.
+    """
+    out: dict[str, dict] = {key: {} for key in NOTEBOOKS}
+    for section, values in (config or {}).items():
+        if not isinstance(values, dict):
+            raise PipelineError(f"config section {section!r} must map parameter names to values")
+        out[notebook_key(str(section))].update(values)
+    for name, raw in pairs:
+        value = yaml.safe_load(raw)
+        if ":" in name:
+            key, name = name.split(":", 1)
+            targets = [notebook_key(key)]
+        else:
+            targets = [key for key in NOTEBOOKS if name in parameter_names(key)]
+        if not targets:
+            raise PipelineError(f"-p {name}: no notebook has a parameter of that name")
+        for key in targets:
+            if name not in parameter_names(key):
+                raise PipelineError(f"-p {key}:{name}: {NOTEBOOKS[key]} has no parameter {name!r}")
+            out[key][name] = value
+    return out
+
+
+def resolve_model(model: str, offline: bool, run_dir: Path) -> str:
+    """A model the run can load: a local dir, a Hub id that is cached or reachable, or the tiny
+    offline Whisper. Fails at once with a plain message when the Hub cannot be reached."""
+    if offline:
+        from .tiny_whisper import build_tiny_whisper
+
+        return str(build_tiny_whisper(run_dir / "tiny-whisper"))
+    if Path(model).is_dir():
+        return str(Path(model).resolve())
+    from huggingface_hub import snapshot_download
+
+    try:  # already in the local Hugging Face cache: no network needed
+        snapshot_download(model, local_files_only=True)
+        return model
+    except Exception:
+        pass
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(model, timeout=10)
+    except Exception as err:
+        raise PipelineError(
+            f"cannot reach the Hugging Face Hub to download {model!r} ({type(err).__name__}).\n"
+            "Run offline instead:\n"
+            "  python -m utils.pipeline --offline          (a tiny Whisper with random weights, built here)\n"
+            "  python -m utils.pipeline --model DIR        (a Whisper checkpoint folder you have)"
+        ) from None
+    return model
+
+
+def run_notebook(key: str, run_dir: Path, parameters: dict) -> Path:
+    """Execute one notebook with papermill; the executed copy goes to <run>/notebooks/."""
+    import papermill
+
+    out = run_dir / "notebooks" / NOTEBOOKS[key]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[pipeline] {NOTEBOOKS[key]} -> {out}", flush=True)
+    try:
+        papermill.execute_notebook(
+            str(ROOT / NOTEBOOKS[key]),
+            str(out),
+            parameters=parameters,
+            cwd=str(ROOT),
+            progress_bar=False,
+        )
+    except papermill.PapermillExecutionError as err:
+        raise PipelineError(
+            f"{NOTEBOOKS[key]} failed ({err.ename}: {err.evalue}); see {out}"
+        ) from None
+    return out
+
+
+def run_pipeline(
+    run_dir: str | Path = "runs/pipeline",
+    model: str = DEFAULT_MODEL,
+    offline: bool = False,
+    overrides: dict[str, dict] | None = None,
+) -> dict:
+    """Run 01 -> 02 -> 03 into run_dir and return the summary (also written to summary.json)."""
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = overrides or {}
+    model = resolve_model(model, offline, run_dir)
+    store, model_dir = run_dir / "store", run_dir / "model"
+    answer_file = run_dir / "app_check.json"
+
+    params = {key: dict(DEMO[key]) for key in NOTEBOOKS}
+    params["01"].update(store=str(store), model=model)
+    params["02"].update(store=str(store), model=model, output_dir=str(model_dir))
+    params["03"].update(model=str(model_dir), check_output=str(answer_file))
+    for key, values in overrides.items():
+        params[key].update(values)
+
+    notebooks = {key: run_notebook(key, run_dir, params[key]) for key in NOTEBOOKS}
+    return write_summary(
+        run_dir,
+        Path(params["01"]["store"]),
+        Path(params["02"]["output_dir"]),
+        answer_file,
+        notebooks,
+    )
+
+
+def write_summary(
+    run_dir: Path, store: Path, model_dir: Path, answer_file: Path, notebooks: dict
+) -> dict:
+    """Collect what a person wants to know after a run into summary.json, and print it."""
+    from .store import FeatureStore, directory_bytes
+
+    manifest = FeatureStore(store).manifest
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    answer = json.loads(answer_file.read_text())
+    summary = {
+        "clips": manifest["splits"],
+        "skipped": manifest.get("skipped", {}),
+        "store": str(store),
+        "store_bytes": directory_bytes(store),
+        "baseline": metrics.get("baseline"),
+        "fine_tuned": metrics.get("final"),
+        "global_step": metrics.get("train", {}).get("global_step"),
+        "model": str(model_dir),
+        "notebooks": {key: str(path) for key, path in notebooks.items()},
+        "app_answer": answer,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary)
+    return summary
+
+
+def _pct(metrics: dict | None, name: str) -> str:
+    value = (metrics or {}).get(name)
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def print_summary(summary: dict) -> None:
+    clips = ", ".join(f"{split} {n}" for split, n in summary["clips"].items())
+    print("\n== pipeline summary ==")
+    print(
+        f"clips:        {clips}  (skipped: {sum(summary['skipped'].values()) if summary['skipped'] else 0})"
+    )
+    print(f"store:        {summary['store']}  ({summary['store_bytes'] / 1e6:.1f} MB)")
+    for label, key in (("WER baseline", "baseline"), ("WER fine-tuned", "fine_tuned")):
+        m = summary[key]
+        print(
+            f"{label + ':':<14}{_pct(m, 'wer')} (normalized {_pct(m, 'wer_normalized')}, CER {_pct(m, 'cer')})"
+        )
+    print(f"trained:      {summary['global_step']} steps -> {summary['model']}")
+    print(f"app answered: {summary['app_answer'].get('text', '')[:80]!r}")
+    print(f"notebooks:    {Path(summary['notebooks']['01']).parent}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.pipeline", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--run-dir", default="runs/pipeline", help="where everything goes (rerun = resume)"
+    )
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="hub id or local Whisper checkpoint folder"
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="use a tiny random Whisper built here"
+    )
+    parser.add_argument(
+        "-p",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("[NB:]NAME", "VALUE"),
+        help="override a notebook parameter, e.g. -p 02:max_steps 100",
+    )
+    parser.add_argument("--config", help="YAML file: {features|training|app: {name: value}}")
+    args = parser.parse_args(argv)
+    try:
+        config = yaml.safe_load(Path(args.config).read_text()) if args.config else None
+        overrides = parse_overrides(args.p, config)
+        run_pipeline(args.run_dir, args.model, args.offline, overrides)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
