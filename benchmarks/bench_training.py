@@ -94,7 +94,9 @@ def build_sample_store(work: Path, tiny: Path) -> Path:
     store = work / "sample-store"
     source = REPO / "data" / "cv-corpus-sample" / "sv-SE"
     run_feature_pipeline(
-        FeatureConfig(sources=str(source), store=str(store), model=str(tiny), language="sv", workers=0)
+        FeatureConfig(
+            sources=str(source), store=str(store), model=str(tiny), language="sv", workers=0
+        )
     )
     return store
 
@@ -196,7 +198,9 @@ def data_path_speed(store: Path, blog_dataset: Path, tiny: Path, n: int) -> dict
     start = time.perf_counter()
     for i in range(0, len(order) - BATCH + 1, BATCH):
         collate([small_cache[int(j)] for j in order[i : i + BATCH]])
-    results["project_grouped_uncached"] = (len(order) // BATCH * BATCH) / (time.perf_counter() - start)
+    results["project_grouped_uncached"] = (len(order) // BATCH * BATCH) / (
+        time.perf_counter() - start
+    )
 
     blog = datasets.load_from_disk(str(blog_dataset))
     blog_collate = BlogCollator(load_processor(tiny), 50258)
@@ -358,8 +362,12 @@ def main() -> int:
                         "on CUDA, tiny on CPU)")  # fmt: skip
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when there is a GPU")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 30 GPU, 8 CPU)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 GPU, 2 CPU)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps (default 30 GPU, 8 CPU)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps first (default 5 GPU, 2 CPU)"
+    )
     parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma list of {SETUPS}")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--work", help="working folder (default: a temporary one)")
@@ -405,9 +413,13 @@ def main() -> int:
           f"dataset {sum(f.stat().st_size for f in blog_dataset.rglob('*') if f.is_file()) / 1e6:.0f} MB")  # fmt: skip
 
     data = data_path_speed(store, blog_dataset, tiny, n=min(rows, 2048))
-    print("\ndata path alone (read + collate into padded [16, 80, 3000] float32 batches, 1 process):")
+    print(
+        "\ndata path alone (read + collate into padded [16, 80, 3000] float32 batches, 1 process):"
+    )
     print(f"  project, random order, cold cache : {data['project']:8.0f} samples/s")
-    print(f"  project, grouped order, no cache  : {data['project_grouped_uncached']:8.0f} samples/s")
+    print(
+        f"  project, grouped order, no cache  : {data['project_grouped_uncached']:8.0f} samples/s"
+    )
     print(f"  blog (datasets rows + pad)        : {data['blog']:8.0f} samples/s")
     floor = min(data["project"], data["project_grouped_uncached"])
     verdict = "meets" if floor >= TARGET_DATA_PATH else "MISSES"

@@ -22,7 +22,12 @@ def test_notebook_01_builds_the_sample_store(repo_root, tiny_whisper, tmp_path):
     pm.execute_notebook(
         str(notebook),
         str(executed),
-        parameters={"model": str(tiny_whisper), "store": str(store), "shard_size": 10, "workers": 2},
+        parameters={
+            "model": str(tiny_whisper),
+            "store": str(store),
+            "shard_size": 10,
+            "workers": 2,
+        },
         cwd=str(repo_root),
         kernel_name="python3",
         progress_bar=False,

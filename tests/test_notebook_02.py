@@ -79,7 +79,8 @@ def test_notebook_02_trains_evaluates_and_reports(repo_root, sample_store, tiny_
     cells = nbformat.read(executed, as_version=4).cells
     outputs = [output for cell in cells for output in cell.get("outputs", [])]
     text = "\n".join(
-        output.get("text", "") + output.get("data", {}).get("text/markdown", "") for output in outputs
+        output.get("text", "") + output.get("data", {}).get("text/markdown", "")
+        for output in outputs
     )
     assert "base model" in text and "fine-tuned" in text and "| 0 (base model) |" in text
     assert sum("image/png" in output.get("data", {}) for output in outputs) == 2

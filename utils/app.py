@@ -144,7 +144,10 @@ def download_media(
                     f"{format_duration(max_duration)}"
                 )
             info = ydl.process_ie_result(info, download=True)
-    except yt_dlp.utils.DownloadError as err:
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - yt-dlp and its HTTP stacks raise many kinds
+        # e.g. a redirect to file:// ends here ("No connection adapters"): nothing is read
         raise InputError(f"Could not fetch {url[:200]}: {_clean_ytdlp_message(err)}") from err
     files = [p for p in workdir.iterdir() if p.name.startswith("media.") and p.is_file()]
     if not files:  # e.g. max_filesize skipped the download
@@ -198,7 +201,7 @@ def extract_audio(src: Path, workdir: Path, max_duration: float | None, name: st
         reason = (proc.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
         reason = reason.replace(str(src), name).replace(f"{name}: ", "")
         if "does not contain any stream" in proc.stderr or "matches no streams" in proc.stderr:
-            reason = "it has no audio track"
+            reason = "no audio stream in it: not an audio file, or a video without sound"
         raise AudioError(f"{name}: cannot extract audio ({reason})")
     return out
 

@@ -382,7 +382,7 @@ def _done(
     return record if record and (store / record["file"]).is_file() else None, None
 
 
-def _make_pool(workers: int, initargs: tuple):
+def _pool_context():
     # forkserver (Linux) forks workers from a clean server that imported torch once; spawn elsewhere.
     # Plain fork is avoided: forking a process that already runs torch threads can deadlock.
     methods = mp.get_all_start_methods()
@@ -391,7 +391,19 @@ def _make_pool(workers: int, initargs: tuple):
         # What workers import (torch above all) is loaded once in the server. Not this module
         # itself: under `python -m utils.feature_pipeline` workers re-run it as __mp_main__.
         ctx.set_forkserver_preload(["utils.audio", "utils.features"])
-    return ctx.Pool(workers, initializer=_init_worker, initargs=initargs)
+    return ctx
+
+
+def _start_forkserver() -> None:
+    """Start the fork server now, so that it imports torch while this process loads transformers."""
+    if _pool_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _make_pool(workers: int, initargs: tuple):
+    return _pool_context().Pool(workers, initializer=_init_worker, initargs=initargs)
 
 
 def _extract(
@@ -542,6 +554,8 @@ def run_feature_pipeline(cfg: FeatureConfig) -> dict:
         source_options.setdefault("locale", cfg.locale)
     if cfg.splits is not None:
         source_options.setdefault("splits", list(cfg.splits))
+    if cfg.workers != 0:
+        _start_forkserver()
     sources = combine(list(cfg.sources), **source_options)
     plan = _plan(cfg, sources)
     extractor, tokenizer = load_whisper_parts(cfg.model, cfg.language, cfg.task)

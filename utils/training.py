@@ -97,8 +97,8 @@ class TrainConfig:
     # "transcribe" or "translate" (to English); None = the store's task.
     task: str | None = None
     # Where checkpoints, logs, results and the final model go; None = beside the store:
-    # "<store>-runs/<run_name>" (on Drive in Colab when the store is), or runs/<run_name> for a
-    # fetched store.
+    # "<store>-runs/<run_name>" (on Drive in Colab when the store is); for a fetched store
+    # MyDrive/whisper-runs/<run_name> when Drive is mounted, else runs/<run_name>.
     output_dir: str | None = None
     # Name of the run (output folder, model card title); None = "<model name>-<language>".
     run_name: str | None = None
@@ -185,12 +185,12 @@ class TrainConfig:
             "max_steps",
             "eval_steps",
             "save_steps",
+            "logging_steps",
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 fail(name, "must be a positive integer")
-        for name in ("warmup_steps", "logging_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                fail(name, "must be an integer >= 0")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            fail("warmup_steps", "must be an integer >= 0")
         for name in ("eval_batch_size", "eval_max_samples", "save_total_limit"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -383,8 +383,29 @@ def locate_store(cfg: TrainConfig) -> tuple[str, Path | None]:
     )
 
 
+def _local_rank() -> int:
+    # Set by torchrun / accelerate launch for every process; 0 (or unset) on one process per machine.
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def wait_for_store(path: Path, manifest: dict | None = None, timeout: float = 6 * 3600):
+    """Wait until `path` holds a complete store (with this manifest, if given) and open it: what
+    the other processes on a machine do while local rank 0 fetches or copies the store. The
+    manifest is written last, so its presence means the copy is complete."""
+    from .store import FeatureStore, read_json
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = read_json(path / "manifest.json")
+        if found is not None and (manifest is None or found == manifest):
+            return FeatureStore(path)
+        time.sleep(1.0)
+    raise TimeoutError(f"{path}: no complete store after {timeout:.0f} s (local rank 0 failed?)")
+
+
 def open_store(cfg: TrainConfig):
-    """The store the config names, fetched (gdown) or copied to local disk as configured.
+    """The store the config names, fetched (gdown) or copied to local disk as configured. Under
+    torchrun only local rank 0 downloads or copies; the other processes wait for its result.
 
     Returns (FeatureStore to read from, the store's own path: where the output folder goes).
     """
@@ -396,14 +417,18 @@ def open_store(cfg: TrainConfig):
         name = (
             Path(spec).stem if Path(spec).is_file() else re.sub(r"[^A-Za-z0-9_-]", "_", spec)[-40:]
         )
-        store = fetch_store(spec, _local_root(cfg) / name)
+        dest = _local_root(cfg) / name
+        store = fetch_store(spec, dest) if _local_rank() == 0 else wait_for_store(dest)
         return store, store.path
     store = FeatureStore(path)
     copy = cfg.copy_to_local if cfg.copy_to_local is not None else is_on_drive(path)
     if copy:
+        dest = _local_root(cfg) / path.name
+        if _local_rank() != 0:
+            return wait_for_store(dest, store.manifest), path
         print(f"copying the store {path} to local disk (fast random reads) ...", flush=True)
         start = time.perf_counter()
-        store = copy_to_local(path, _local_root(cfg) / path.name)
+        store = copy_to_local(path, dest)
         print(f"  -> {store.path} in {time.perf_counter() - start:.1f} s", flush=True)
     return store, path
 
@@ -495,10 +520,12 @@ def default_run_name(cfg: TrainConfig, language: str | None, task: str) -> str:
 
 
 def default_output_dir(cfg: TrainConfig, store_path: Path, run_name: str) -> Path:
-    """Beside the store ("<store>-runs/<run_name>"), or runs/<run_name> for a fetched store."""
+    """Beside the store ("<store>-runs/<run_name>"); for a fetched store, Drive's
+    MyDrive/whisper-runs/<run_name> when Drive is mounted (Colab), else runs/<run_name>."""
     if locate_store(cfg)[0] == "dir":
         return store_path.parent / f"{store_path.name}-runs" / run_name
-    return Path("runs") / run_name
+    drive = Path(DRIVE_ROOT) / "MyDrive"
+    return (drive / "whisper-runs" if drive.is_dir() else Path("runs")) / run_name
 
 
 def checkpoint_complete(path: Path) -> bool:
@@ -577,8 +604,8 @@ def finished_run(output_dir: Path, cfg: TrainConfig) -> dict | None:
 
 
 def resolve_precision(precision: str) -> str:
-    """ "bf16", "fp16" or "fp32" for this machine ("auto": bf16 where the GPU has it, else fp16 on
-    CUDA, fp32 on CPU)."""
+    """The precision to train in on this machine: "bf16", "fp16" or "fp32" ("auto": bf16 where the
+    GPU has it, else fp16 on CUDA, fp32 on CPU)."""
     cuda = torch.cuda.is_available()
     if precision == "auto":
         if not cuda:
@@ -701,7 +728,8 @@ def training_arguments(
         learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_steps,
         max_steps=cfg.max_steps,
-        # transformers 5 defaults to fused AdamW (one kernel for all parameters) on torch >= 2.8.
+        # AdamW as in the blog, fused: one kernel updates all parameters (CUDA, and CPU on torch >= 2.4).
+        optim="adamw_torch_fused",
         **checkpointing_arguments(cfg.gradient_checkpointing),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -712,7 +740,7 @@ def training_arguments(
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        logging_steps=max(1, cfg.logging_steps),
+        logging_steps=cfg.logging_steps,
         logging_first_step=True,
         predict_with_generate=True,
         generation_max_length=cfg.generation_max_length,
@@ -982,25 +1010,22 @@ def model_card(metrics: dict, manifest: dict) -> str:
         "| parameter | value |",
         "|---|---|",
     ]
-    for key in (
-        "learning_rate",
-        "batch_size",
-        "gradient_accumulation",
-        "max_steps",
-        "warmup_steps",
-        "eval_steps",
-        "gradient_checkpointing",
-        "mask_time_prob",
-        "mask_feature_prob",
-        "freeze_encoder",
-        "lora",
-        "lora_r",
-        "lora_alpha",
-        "lora_targets",
-        "generation_max_length",
-        "seed",
-    ):
-        lines.append(f"| {key} | {cfg[key]} |")
+    keys = [
+        "learning_rate", "batch_size", "gradient_accumulation", "max_steps", "warmup_steps",
+        "eval_steps", "gradient_checkpointing", "mask_time_prob", "mask_feature_prob",
+        "freeze_encoder", "lora", "generation_max_length", "seed",
+    ]  # fmt: skip
+    if cfg["lora"]:
+        keys[keys.index("lora") + 1 : keys.index("lora") + 1] = [
+            "lora_r",
+            "lora_alpha",
+            "lora_targets",
+        ]
+    for key in keys:
+        value = cfg[key]
+        lines.append(
+            f"| {key} | {', '.join(value) if isinstance(value, (list, tuple)) else value} |"
+        )
     lines += [
         f"| precision | {metrics.get('precision')} |",
         f"| devices | {metrics.get('world_size', 1)} |",
@@ -1114,9 +1139,8 @@ def train(cfg: TrainConfig) -> dict:
     args = training_arguments(cfg, output_dir, precision, workers)
     main = args.process_index == 0
 
-    # One process per machine copies/fetches the store and tidies the output dir; the others wait.
-    with args.main_process_first(local=True, desc="store"):
-        store = run["store"] or open_store(cfg)[0]
+    store = run["store"] or open_store(cfg)[0]
+    # The main process tidies the output dir before any process looks for a checkpoint in it.
     with args.main_process_first(local=False, desc="checkpoints"):
         resume = last_complete_checkpoint(output_dir)
         if main:

@@ -1,0 +1,59 @@
+"""The app in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright
+opens the page, uploads an audio file, presses the button and reads the transcript. A screenshot
+is saved to artifacts/app.png (git-ignored) as the test's artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying to reach Google's servers,
+# which a closed network refuses; no sandbox because tests may run as root.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"
+)
+
+
+def test_upload_transcribe_in_browser(inference_app, sample_corpus):
+    clip = sorted((sample_corpus / "sv-SE" / "clips").glob("*.mp3"))[0]
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        # Playwright's own browser download is not used: Debian's Chromium is driven directly.
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1100})
+            page.goto(inference_app.url, wait_until="networkidle")
+            page.get_by_role("tab", name="Audio file").click()
+            page.locator("input[type=file]").first.set_input_files(str(clip))
+            # the uploaded file appears in the player before the button can use it
+            page.locator("audio, .waveform-container, #waveform").first.wait_for(timeout=30_000)
+            page.get_by_role("button", name="Transcribe audio").click()
+            transcript = page.locator("#transcript textarea")
+            page.wait_for_function(
+                "el => el.value.trim().length > 0", arg=transcript.element_handle(), timeout=120_000
+            )
+            text = transcript.input_value()
+            page.locator("#files").get_by_text(".srt").first.wait_for(timeout=30_000)
+            summary = page.locator("#summary").inner_text()
+            page.screenshot(path=str(artifacts / "app.png"), full_page=True)
+        finally:
+            browser.close()
+    assert text.startswith("[00:00.") and "→" in text  # timestamped lines
+    assert clip.name in summary and "language" in summary
