@@ -7,13 +7,16 @@ to CTranslate2 with `export_ctranslate2` (float32: the same weights). Then, each
 subprocess so that peak memory is its own, on the same CPU with the same thread count, the same
 language, greedy decoding and the SAME max_new_tokens per window:
 
-  transformers   utils.transcription, backend "transformers" (the app's default without an export)
-  ctranslate2    utils.transcription, backend "ctranslate2" (same windows/prompt, CTranslate2 engine)
-  fw-batched     faster-whisper's own BatchedInferencePipeline over the same windows
-  fw-sequential  faster-whisper's WhisperModel.transcribe (its classic long-form loop)
+  transformers      utils.transcription, backend "transformers", batched 30 s windows
+  ctranslate2       utils.transcription on the CTranslate2 export (same windows and prompt): what
+                    the app serves on a CPU by default (notebook 03 / --export-ct2)
+  fw-batched        faster-whisper's own BatchedInferencePipeline over the same windows
+  fw-sequential     faster-whisper's WhisperModel.transcribe (its classic long-form loop)
+  transformers-seq  transformers' own long-form generate (sequential seek), on request
 
 Random weights decode garbage, but the same garbage: the token counts printed show the decoding
-work each run did (transformers and ctranslate2 produce identical tokens).
+work each run did (transformers and ctranslate2 produce identical tokens; the sequential loops
+seek by timestamps, so theirs differ).
 
     python benchmarks/bench_inference.py [--minutes 10] [--max-new-tokens 96] [--threads 2]
 """
@@ -40,7 +43,8 @@ from utils.audio import SAMPLE_RATE, load_audio  # noqa: E402
 # whisper-tiny's architecture: 39 M parameters, the size people run on a CPU.
 TINY_ARCH = {"d_model": 384, "layers": 4, "heads": 6, "ffn_dim": 1536}
 LANGUAGE = "sv"  # fixed, so no run spends time on language detection
-RUNS = ("transformers", "ctranslate2", "fw-batched", "fw-sequential")
+RUNS = ("transformers", "ctranslate2", "fw-batched", "fw-sequential", "transformers-seq")
+DEFAULT_RUNS = RUNS[:4]  # transformers-seq (transformers' own long-form loop) is slow: on request
 
 
 def make_recording(corpus: Path, minutes: float, out: Path) -> float:
@@ -76,17 +80,21 @@ def run_one(kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, thre
     """Transcribe `wav` once with `kind`; runs inside a fresh subprocess."""
     audio = load_audio(wav)
     started = time.perf_counter()
-    if kind in ("transformers", "ctranslate2"):
+    if not kind.startswith("fw-"):
         from utils.transcription import TranscribeOptions, Transcriber
 
         opts = TranscribeOptions(
-            language=LANGUAGE, backend=kind, max_new_tokens=max_new_tokens, cpu_threads=threads
+            language=LANGUAGE,
+            backend="ctranslate2" if kind == "ctranslate2" else "transformers",
+            strategy="sequential" if kind == "transformers-seq" else "batched",
+            max_new_tokens=max_new_tokens,
+            cpu_threads=threads,
         )
-        transcriber = Transcriber(model if kind == "transformers" else ct2, opts)
+        transcriber = Transcriber(ct2 if kind == "ctranslate2" else model, opts)
         loaded = time.perf_counter()
         result = transcriber.transcribe(audio)
         segments = [(s.start, s.end, s.text) for s in result.segments]
-        tokens = None
+        tokens = result.info["tokens"]
     else:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -94,10 +102,15 @@ def run_one(kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, thre
 
         fw = WhisperModel(ct2, device="cpu", compute_type="default", cpu_threads=threads)
         loaded = time.perf_counter()
+        # CTranslate2 decodes min(max_length / 2, max_length - prompt) tokens and faster-whisper
+        # passes max_length = prompt + max_new_tokens, so asking 2N - prompt gives N tokens.
+        prompt = 3  # <|startoftranscript|><|sv|><|transcribe|>
         common = dict(language=LANGUAGE, beam_size=1, temperature=0.0, vad_filter=False)
-        common.update(max_new_tokens=max_new_tokens, condition_on_previous_text=False)
+        common.update(max_new_tokens=2 * max_new_tokens - prompt, condition_on_previous_text=False)
         if kind == "fw-batched":
-            clips = [{"start": s / SAMPLE_RATE, "end": e / SAMPLE_RATE} for s, e in plan_windows(audio)]
+            clips = [
+                {"start": s / SAMPLE_RATE, "end": e / SAMPLE_RATE} for s, e in plan_windows(audio)
+            ]
             out, _ = BatchedInferencePipeline(fw).transcribe(
                 audio, clip_timestamps=clips, batch_size=8, **common
             )
@@ -112,19 +125,24 @@ def run_one(kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, thre
         "load_s": loaded - started,
         "transcribe_s": done - loaded,
         "segments": len(segments),
-        "chars": sum(len(t) for _, _, t in segments),
         "tokens": tokens,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--max-new-tokens", type=int, default=96, help="per 30 s window, all runs")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads, all runs")
-    p.add_argument("--runs", default=",".join(RUNS), help="comma-separated subset of " + ",".join(RUNS))
-    p.add_argument("--work", type=Path, default=None, help="keep model/recording here (default: tmp)")
+    p.add_argument(
+        "--runs", default=",".join(DEFAULT_RUNS), help="comma-separated, of " + ",".join(RUNS)
+    )
+    p.add_argument(
+        "--work", type=Path, default=None, help="keep model/recording here (default: tmp)"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--_one", help=argparse.SUPPRESS)
     p.add_argument("--_paths", nargs=3, help=argparse.SUPPRESS)
@@ -141,13 +159,27 @@ def main() -> int:
         model, ct2 = prepare(work)
         wav = work / "recording.wav"
         seconds = make_recording(REPO / "data" / "cv-corpus-sample", args.minutes, wav)
-        print(f"recording: {seconds / 60:.1f} min; model: whisper-tiny architecture {TINY_ARCH}, "
-              f"random weights; max_new_tokens={args.max_new_tokens}; threads={args.threads}; "
-              f"CPU cores: {os.cpu_count()}")
+        print(
+            f"recording: {seconds / 60:.1f} min; model: whisper-tiny architecture {TINY_ARCH}, "
+            f"random weights; max_new_tokens={args.max_new_tokens}; threads={args.threads}; "
+            f"CPU cores: {os.cpu_count()}"
+        )
         results = {}
         for kind in args.runs.split(","):
-            cmd = [sys.executable, __file__, "--_one", kind, "--_paths", str(model), str(ct2), str(wav),
-                   "--max-new-tokens", str(args.max_new_tokens), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--_one",
+                kind,
+                "--_paths",
+                str(model),
+                str(ct2),
+                str(wav),
+                "--max-new-tokens",
+                str(args.max_new_tokens),
+                "--threads",
+                str(args.threads),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
             if proc.returncode:
                 print(proc.stderr[-3000:], file=sys.stderr)
@@ -155,16 +187,20 @@ def main() -> int:
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             r["rtf"] = r["transcribe_s"] / seconds
             results[kind] = r
-            print(f"{kind:14s} transcribe {r['transcribe_s']:7.2f} s  RTF {r['rtf']:.4f}  "
-                  f"load {r['load_s']:5.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
-                  f"segments {r['segments']:4d}  tokens {r['tokens'] if r['tokens'] is not None else '-'}",
-                  flush=True)
-        base = results.get("transformers")
-        if base:
-            for kind, r in results.items():
-                if kind != "transformers":
-                    print(f"transformers / {kind}: {base['transcribe_s'] / r['transcribe_s']:.2f}x time, "
-                          f"{base['peak_rss_mb'] / r['peak_rss_mb']:.2f}x peak memory")
+            print(
+                f"{kind:14s} transcribe {r['transcribe_s']:7.2f} s  RTF {r['rtf']:.4f}  "
+                f"load {r['load_s']:5.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+                f"segments {r['segments']:4d}  tokens {r['tokens'] if r['tokens'] is not None else '-'}",
+                flush=True,
+            )
+        for ours in ("transformers", "ctranslate2"):
+            for ref in ("fw-batched", "fw-sequential"):
+                if ours in results and ref in results:
+                    a, b = results[ours], results[ref]
+                    print(
+                        f"{ours} / faster-whisper {ref[3:]}: {a['transcribe_s'] / b['transcribe_s']:.2f}x "
+                        f"time, {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x peak memory"
+                    )
         print("command: python benchmarks/bench_inference.py " + " ".join(sys.argv[1:]))
         if args.json:
             args.json.write_text(json.dumps({"seconds": seconds, "results": results}, indent=2))

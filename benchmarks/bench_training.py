@@ -302,6 +302,7 @@ def run_setup(setup: str, opts) -> dict:
             store=opts.store,
             model=str(tiny),
             gradient_checkpointing=setup != "project-no-gc",
+            train_splits=("train",),
             eval_split="train",  # evaluation is off; the bench store has one split
             eval_max_samples=BATCH,
         )

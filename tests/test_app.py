@@ -276,10 +276,13 @@ def test_still_serving_and_no_temporary_files_left(client, media, inference_app)
 
 
 def test_notebook_03_check_mode(tiny_whisper, tmp_path):
-    """papermill runs notebook 03 in check mode: it launches, answers one request, and stops."""
+    """papermill runs notebook 03 in check mode: on this CPU it exports the model to CTranslate2,
+    launches the app on it, answers one request through gradio_client, and stops."""
+    model = tmp_path / "model"  # a copy: the export is written into the model's folder
+    shutil.copytree(tiny_whisper, model)
     out = tmp_path / "03_inference_app.ipynb"
     cmd = [sys.executable, "-m", "papermill", str(REPO / "03_inference_app.ipynb"), str(out)]
-    cmd += ["-p", "model", str(tiny_whisper), "-p", "launch_mode", "check"]
+    cmd += ["-p", "model", str(model), "-p", "launch_mode", "check"]
     cmd += ["-p", "max_new_tokens", "8", "-p", "server_port", str(_free_port()), "--cwd", str(REPO)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -289,6 +292,7 @@ def test_notebook_03_check_mode(tiny_whisper, tmp_path):
     )
     assert "common_voice_" in printed and "language" in printed
     assert ".srt" in printed and ".vtt" in printed and "Closing server" in printed
+    assert (model / "ctranslate2" / "model.bin").is_file() and "(ctranslate2)" in printed
     # the committed notebook carries no outputs
     committed = nbformat.read(REPO / "03_inference_app.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")

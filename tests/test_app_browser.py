@@ -42,8 +42,8 @@ def test_upload_transcribe_in_browser(inference_app, sample_corpus):
             page.goto(inference_app.url, wait_until="networkidle")
             page.get_by_role("tab", name="Audio file").click()
             page.locator("input[type=file]").first.set_input_files(str(clip))
-            # the uploaded file appears in the player before the button can use it
-            page.locator("audio, .waveform-container, #waveform").first.wait_for(timeout=30_000)
+            # the upload is done when its waveform editor shows up (with the trim button)
+            page.get_by_label("Trim audio to selection").wait_for(timeout=30_000)
             page.get_by_role("button", name="Transcribe audio").click()
             transcript = page.locator("#transcript textarea")
             page.wait_for_function(

@@ -78,8 +78,11 @@ def test_dataset_selects_splits_and_sources(sample_store):
     store = FeatureStore(sample_store)
     assert len(store.dataset("test")) == 6
     assert len(store.dataset(["train", "dev", "test"], sources=["cv-sv-SE"])) == 36
+    assert len(store.dataset()) == 30  # default: the training splits, train + dev
     with pytest.raises(StoreError, match="no source 'cv-xx'"):
         store.dataset("test", sources=["cv-xx"])
+    with pytest.raises(StoreError, match=r"no split 'tset' \(it has \['train', 'dev', 'test'\]\)"):
+        store.dataset("tset")
 
 
 def test_hf_dataset(sample_store):

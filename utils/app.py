@@ -32,6 +32,7 @@ from .audio import SAMPLE_RATE, AudioError, ffmpeg_exe, load_audio
 from .transcription import (
     TranscribeOptions,
     Transcriber,
+    export_ctranslate2,
     format_duration,
     format_timestamp,
     language_choices,
@@ -240,7 +241,7 @@ class TranscriptionService:
             seconds = time.perf_counter() - started
             summary = (
                 f"**{name}** · {format_duration(result.duration)} of audio · language "
-                f"`{result.language}`{detected} · {result.task} · {len(result.segments)} segments "
+                f"`{result.language}`{detected} · {result.task} · {_plural(len(result.segments), 'segment')} "
                 f"· {seconds:.1f} s ({result.info['backend']})"
             )
             return transcript_text(result, bool(timestamps)), [str(f) for f in files], summary
@@ -285,6 +286,10 @@ class TranscriptionService:
         from gradio.utils import get_upload_folder
 
         return Path(get_upload_folder()) / "transcripts" / uuid.uuid4().hex
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _url_name(url: str) -> str:
@@ -351,7 +356,7 @@ def build_app(model: str | Path | Transcriber, **options):
         title=a_opts.title, analytics_enabled=False, delete_cache=(a_opts.cache_seconds,) * 2
     ) as demo:
         gr.Markdown(
-            f"# {a_opts.title}\nModel: `{transcriber.model_name}` · backend "
+            f"# {a_opts.title}\nModel: `{model_label(transcriber.model_name)}` · backend "
             f"`{transcriber.backend.name}` · audio of {limit}, transcribed in 30-second windows."
         )
         with gr.Row():
@@ -415,6 +420,11 @@ def build_app(model: str | Path | Transcriber, **options):
     return demo
 
 
+def model_label(model: str) -> str:
+    """A Hub id as is; a local folder by its name only (the page shows no server paths)."""
+    return Path(model).name if Path(model).exists() else model
+
+
 def in_colab() -> bool:
     """True inside Google Colab (where `google.colab` is importable)."""
     try:
@@ -429,11 +439,15 @@ def launch_app(
     server_name: str = "127.0.0.1",
     server_port: int | None = None,
     block: bool = True,
+    export_ct2: bool = False,
     **options,
 ):
     """Build and launch the app; share=None means a public link in Colab only. With
     block=False it returns the running Blocks at once (its URL is `demo.local_url`); call
-    `demo.close()` to stop it."""
+    `demo.close()` to stop it. export_ct2 converts the model to CTranslate2 first (once; reused
+    afterwards), which the default backend "auto" then runs with faster-whisper."""
+    if export_ct2 and not isinstance(model, Transcriber):
+        print(f"CTranslate2 export: {export_ctranslate2(model)}")
     demo = build_app(model, **options)
     if share is None:
         share = in_colab()
@@ -482,12 +496,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=TranscribeOptions.max_new_tokens)
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=AppOptions.concurrency)
+    p.add_argument(
+        "--export-ct2", action="store_true", help="convert to CTranslate2 first (faster on CPU)"
+    )
     args = p.parse_args(argv)
     launch_app(
         args.model,
         share=args.share or None,
         server_name=args.host,
         server_port=args.port,
+        export_ct2=args.export_ct2,
         language=args.language,
         task=args.task,
         backend=args.backend,

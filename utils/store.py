@@ -63,6 +63,7 @@ SCHEMA = pa.schema(
         pa.field("augment", pa.string(), nullable=False),  # JSON of what was applied, "" = none
     ]
 )
+TRAINING_SPLITS = ("train", "dev")  # what training reads by default; "test" is for evaluation
 # Everything but the features: small, read eagerly for the whole dataset.
 LIGHT_COLUMNS = ["id", "source", "text", "labels", "n_frames", "pad_value"]
 
@@ -257,6 +258,10 @@ class FeatureStore:
     def shards(self, splits=None, sources=None) -> list[dict]:
         """Manifest entries of the shards of the given splits/sources (all when None), in order."""
         splits, sources = _as_list(splits), _as_list(sources)
+        for split in splits or ():
+            if split not in self.manifest["splits"]:
+                have = list(self.manifest["splits"])
+                raise StoreError(f"{self.path}: no split {split!r} (it has {have})")
         known_sources = set(self.manifest["sources"])
         for source in sources or ():
             if source not in known_sources:
@@ -274,10 +279,11 @@ class FeatureStore:
         """Paths of the parquet shards of the given splits/sources."""
         return [self.path / shard["file"] for shard in self.shards(splits, sources)]
 
-    def dataset(
-        self, splits=("train", "dev"), sources=None, cache_bytes: int = DEFAULT_CACHE_BYTES
-    ):
-        """A torch Dataset over the rows of `splits` (default: the training splits train + dev)."""
+    def dataset(self, splits=None, sources=None, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        """A torch Dataset over the rows of `splits` (default: the training splits, train and dev,
+        that the store has)."""
+        if splits is None:
+            splits = [s for s in TRAINING_SPLITS if s in self.manifest["splits"]]
         return FeatureDataset(self.path, self.shards(splits, sources), self.n_mels, cache_bytes)
 
     def hf_dataset(self, split: str, sources=None, **kwargs):

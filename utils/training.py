@@ -610,7 +610,10 @@ def resolve_precision(precision: str) -> str:
     if precision == "auto":
         if not cuda:
             return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        # Native bf16 only (Ampere and newer, ROCm): torch's default also counts emulation, which
+        # would pick a slow emulated bf16 on a Colab T4 instead of its fast fp16.
+        native = torch.version.hip is not None or torch.cuda.get_device_capability()[0] >= 8
+        return "bf16" if native else "fp16"
     if precision == "fp16" and not cuda:
         raise ValueError(
             "precision='fp16' needs a CUDA GPU (none found); use 'auto', 'bf16' or 'fp32'"
@@ -687,24 +690,34 @@ def first_rows(dataset, n: int | None):
 
 def load_datasets(store, cfg: TrainConfig, workers: int):
     """(train, eval, grouped): the store's training and evaluation rows, and whether training
-    should read row group by row group (the training set is larger than the reader's cache)."""
+    should read row group by row group (the training set is larger than the reader's cache).
+
+    Training splits the store lacks (e.g. no dev split in a manifest of one's own recordings) are
+    left out with a note; the evaluation split must exist.
+    """
     from .store import StoreError
 
+    have = store.manifest.get("splits", {})
+    train_splits = [s for s in cfg.train_splits if have.get(s)]
+    if not train_splits:
+        raise StoreError(
+            f"store {store.path}: no rows in train_splits={list(cfg.train_splits)} (it has {have})"
+        )
+    if len(train_splits) < len(cfg.train_splits):
+        missing = sorted(set(cfg.train_splits) - set(train_splits))
+        print(f"note: store {store.path} has no {missing} rows; training on {train_splits}")
+    if not have.get(cfg.eval_split):
+        raise StoreError(
+            f"store {store.path}: no rows in eval_split={cfg.eval_split!r} (it has {have})"
+        )
     cache = FEATURE_CACHE_BYTES // max(1, workers)
     sources = list(cfg.sources) if cfg.sources else None
-    train = store.dataset(list(cfg.train_splits), sources=sources, cache_bytes=cache)
+    train = store.dataset(train_splits, sources=sources, cache_bytes=cache)
     evaluation = store.dataset([cfg.eval_split], sources=sources, cache_bytes=cache)
-    if len(train) == 0:
-        raise StoreError(
-            f"store {store.path}: no rows in train_splits={list(cfg.train_splits)} "
-            f"(it has {store.manifest.get('splits')})"
-        )
-    if len(evaluation) == 0:
-        raise StoreError(
-            f"store {store.path}: no rows in eval_split={cfg.eval_split!r} "
-            f"(it has {store.manifest.get('splits')})"
-        )
-    stored = sum(s["bytes"] for s in store.shards(list(cfg.train_splits), sources))
+    for rows, what in ((train, "training"), (evaluation, "evaluation")):
+        if len(rows) == 0:
+            raise StoreError(f"store {store.path}: no {what} rows for sources={sources}")
+    stored = sum(s["bytes"] for s in store.shards(train_splits, sources))
     grouped = stored * DECODED_BYTES_FACTOR > cache
     return train, first_rows(evaluation, cfg.eval_max_samples), grouped
 

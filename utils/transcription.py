@@ -6,9 +6,10 @@ one of two backends:
 - "transformers": the checkpoint itself, through `WhisperForConditionalGeneration.generate`;
 - "ctranslate2": a CTranslate2 export of it (`export_ctranslate2`) run by faster-whisper.
 
-"auto" (the default) takes the CTranslate2 export when one sits next to the checkpoint
-(`<model>/ctranslate2/`, what `export_ctranslate2` writes by default) or the model directory is an
-export itself, and the checkpoint otherwise.
+"auto" (the default) takes the CTranslate2 export when there is one (`<model>/ctranslate2/`, where
+`export_ctranslate2` writes by default, a cache folder for a Hub id, or the model directory is an
+export itself) and the checkpoint otherwise. On a CPU the CTranslate2 engine is the faster one
+(benchmarks/bench_inference.py); on a GPU both run in float16.
 
 Long-form audio is cut into windows of at most 30 seconds (Whisper's input size) at the quietest
 point of each window's last 6 seconds, so that cuts fall in pauses rather than inside words. The
@@ -82,7 +83,8 @@ class TranscribeOptions:
     strategy: str = "batched"
     # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
-    # CTranslate2 compute type ("default" keeps the export's quantization; "int8", "float16"...).
+    # CTranslate2 compute type: "default" keeps the export's weights on CPU and uses float16 on a
+    # GPU (as the transformers backend does); or "int8", "int8_float16", "float32"...
     compute_type: str = "default"
     # Refuse audio longer than this many seconds (None: no limit); the app keeps requests bounded.
     max_duration: float | None = 4 * 3600.0
@@ -290,11 +292,21 @@ def is_ct2_export(path: str | Path) -> bool:
 
 
 def find_ct2_export(model: str | Path) -> Path | None:
-    """The CTranslate2 export for a checkpoint: the directory itself or its ctranslate2/ subdir."""
-    for candidate in (Path(model), Path(model) / CT2_SUBDIR):
+    """The CTranslate2 export of a checkpoint, if one exists: the directory itself, its
+    ctranslate2/ subdirectory, or (for a Hub id) the export cached by export_ctranslate2."""
+    candidates = [Path(model), Path(model) / CT2_SUBDIR]
+    if not Path(model).exists():
+        candidates.append(ct2_cache_dir(str(model)))
+    for candidate in candidates:
         if is_ct2_export(candidate):
             return candidate
     return None
+
+
+def default_ct2_dir(model: str | Path) -> Path:
+    """Where export_ctranslate2 writes by default: <model>/ctranslate2 for a local checkpoint,
+    a cache folder for a Hub id."""
+    return Path(model) / CT2_SUBDIR if Path(model).is_dir() else ct2_cache_dir(str(model))
 
 
 def ct2_cache_dir(model: str) -> Path:
@@ -452,11 +464,8 @@ class CTranslate2Backend:
     def __init__(self, model: str | Path, options: TranscribeOptions):
         from faster_whisper import WhisperModel
 
-        export = find_ct2_export(model)
-        if export is None:
-            # No export yet: convert once (next to a local checkpoint, in a cache for a Hub id).
-            out = Path(model) / CT2_SUBDIR if Path(model).is_dir() else ct2_cache_dir(str(model))
-            export = export_ctranslate2(model, out)
+        # No export yet: convert once (next to a local checkpoint, in a cache for a Hub id).
+        export = find_ct2_export(model) or export_ctranslate2(model)
         self.export = export
         device, index = options.device, 0
         if device == "auto":  # asked of CTranslate2, not torch: this backend never imports torch
@@ -465,11 +474,14 @@ class CTranslate2Backend:
             device = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
         if ":" in device:
             device, index = device.split(":")[0], int(device.split(":")[1])
+        compute_type = options.compute_type
+        if compute_type == "default" and device == "cuda":
+            compute_type = "float16"  # as the transformers backend runs on a GPU
         self.whisper = WhisperModel(
             str(export),
             device=device,
             device_index=index,
-            compute_type=options.compute_type,
+            compute_type=compute_type,
             cpu_threads=options.cpu_threads or os.cpu_count() or 1,
             local_files_only=True,
         )
@@ -624,6 +636,7 @@ class Transcriber:
         self.backend.check_language(language)
         if language is None:
             language = self.backend.detect_language(audio[voiced[0][0] : voiced[0][1]])
+        self.last_token_count = None
         if opts.strategy == "sequential":
             raw = self.backend.sequential(audio, opts, language)
             if not opts.timestamps:
@@ -636,6 +649,7 @@ class Transcriber:
             "strategy": opts.strategy,
             "windows": len(windows),
             "voiced_windows": len(voiced),
+            "tokens": self.last_token_count,
             "seconds": round(time.perf_counter() - started, 3),
         }
         return Transcript(
@@ -651,10 +665,12 @@ class Transcriber:
         """Decode independent windows batch_size at a time into (start, end, text) segments."""
         b = self.backend
         raw = []
+        self.last_token_count = 0  # text + timestamp tokens decoded, for benchmarks
         for i in range(0, len(windows), opts.batch_size):
             batch = windows[i : i + opts.batch_size]
             tokens = b.generate([audio[s:e] for s, e in batch], opts, language)
             for (s, e), ids in zip(batch, tokens, strict=True):
+                self.last_token_count += sum(t < b.eot or t >= b.timestamp_begin for t in ids)
                 offset, seconds = s / SAMPLE_RATE, (e - s) / SAMPLE_RATE
                 raw += segments_from_tokens(
                     ids, b.decode, b.timestamp_begin, b.eot, offset, seconds
@@ -756,7 +772,8 @@ def export_ctranslate2(
 ) -> Path:
     """Convert a Whisper checkpoint (local dir or Hub id) to CTranslate2 for faster-whisper.
 
-    out_dir defaults to <model_dir>/ctranslate2, where Transcriber's "auto" backend finds it.
+    out_dir defaults to <model_dir>/ctranslate2 (a cache folder for a Hub id, $WHISPER_CT2_CACHE
+    or ~/.cache/whisper-ct2), where Transcriber's "auto" backend finds it.
     quantization is CTranslate2's weight type: None keeps float32 (the same weights, bit for bit);
     "int8" quarters the size and is usually faster on CPU; "float16"/"int8_float16" for GPUs.
     The tokenizer and feature settings are copied along so faster-whisper needs no Hub access.
@@ -764,11 +781,7 @@ def export_ctranslate2(
     from ctranslate2.converters import TransformersConverter
     from transformers import WhisperProcessor
 
-    if out_dir is None:
-        if not Path(model_dir).is_dir():
-            raise ValueError(f"export_ctranslate2: give out_dir for the Hub model {model_dir!r}")
-        out_dir = Path(model_dir) / CT2_SUBDIR
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_ct2_dir(model_dir)
     if not force and is_ct2_export(out_dir):
         return out_dir
     # Convert into a sibling temp dir and rename, so an interrupted export never looks complete.
