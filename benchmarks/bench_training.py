@@ -8,11 +8,12 @@ blog's, on the same machine, data and model architecture, in one run.
   (`feature_extractor.pad`), `Seq2SeqTrainingArguments(per_device_train_batch_size=16,
   gradient_checkpointing=True, fp16=True)` with the blog-era AdamW (`adamw_torch`), no DataLoader
   workers. fp16 needs a GPU, so on CPU it runs in fp32.
-- project: `TrainConfig()` defaults through `utils.training` (same batch 16, same gradient
-  checkpointing): the compact store read by `FeatureStore` + `WhisperStoreCollator`, bf16 where
-  the GPU has it, TF32, fused AdamW, DataLoader workers with pinned memory on a GPU.
-- project, no checkpointing: the same with `gradient_checkpointing=False`, the knob to turn on a
-  GPU with memory to spare (faster, but more memory per sample).
+- project: `TrainConfig()` defaults through `utils.training` (same batch 16; gradient
+  checkpointing on with a GPU, as the blog, off on CPU): the compact store read by `FeatureStore`
+  + `WhisperStoreCollator`, bf16 where the GPU has it, TF32, fused AdamW, SDPA attention,
+  DataLoader workers with pinned memory on a GPU.
+- project-flip-ckpt: the same with gradient checkpointing the other way (on a GPU: off, the knob
+  to turn when memory allows: faster, but more memory per sample).
 
 Each setup trains the same randomly initialised model (seed 0) in its own process: --warmup steps
 first, then --steps timed ones; samples/s counts the timed steps only. Peak memory is
@@ -64,7 +65,7 @@ SMALL = dict(
     encoder_ffn_dim=3072,
     decoder_ffn_dim=3072,
 )
-SETUPS = ("blog", "project", "project-no-gc")
+SETUPS = ("blog", "project", "project-flip-ckpt")
 
 
 def machine() -> str:
@@ -296,12 +297,14 @@ def run_setup(setup: str, opts) -> dict:
             data_collator=BlogCollator(processor, model.config.decoder_start_token_id),
             processing_class=processor.feature_extractor,
         )
-        precision, workers = ("fp16" if cuda else "fp32"), 0
+        precision, workers, checkpointing = ("fp16" if cuda else "fp32"), 0, True
     else:
+        default = training.use_checkpointing(TrainConfig(store=opts.store))
+        checkpointing = default if setup == "project" else not default
         cfg = TrainConfig(
             store=opts.store,
             model=str(tiny),
-            gradient_checkpointing=setup != "project-no-gc",
+            gradient_checkpointing=checkpointing,
             train_splits=("train",),
             eval_split="train",  # evaluation is off; the bench store has one split
             eval_max_samples=BATCH,
@@ -332,7 +335,7 @@ def run_setup(setup: str, opts) -> dict:
         "steps": opts.steps,
         "batch": BATCH,
         "precision": precision,
-        "gradient_checkpointing": setup != "project-no-gc",
+        "gradient_checkpointing": checkpointing,
         "dataloader_workers": workers,
         "peak_memory_bytes": peak,
         "memory_kind": memory_kind,

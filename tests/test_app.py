@@ -283,6 +283,7 @@ def test_notebook_03_check_mode(tiny_whisper, tmp_path):
     out = tmp_path / "03_inference_app.ipynb"
     cmd = [sys.executable, "-m", "papermill", str(REPO / "03_inference_app.ipynb"), str(out)]
     cmd += ["-p", "model", str(model), "-p", "launch_mode", "check"]
+    cmd += ["-p", "check_output", str(tmp_path / "answer.json")]
     cmd += ["-p", "max_new_tokens", "8", "-p", "server_port", str(_free_port()), "--cwd", str(REPO)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -293,6 +294,8 @@ def test_notebook_03_check_mode(tiny_whisper, tmp_path):
     assert "common_voice_" in printed and "language" in printed
     assert ".srt" in printed and ".vtt" in printed and "Closing server" in printed
     assert (model / "ctranslate2" / "model.bin").is_file() and "(ctranslate2)" in printed
+    answer = json.loads((tmp_path / "answer.json").read_text())
+    assert isinstance(answer["text"], str) and answer["text"] and len(answer["files"]) == 3
     # the committed notebook carries no outputs
     committed = nbformat.read(REPO / "03_inference_app.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")

@@ -8,6 +8,8 @@ sources, tokenizes transcripts and writes shards in order. Example k of a (sourc
 shard k // shard_size; a shard is written (parquet, then its done record) only once all its
 examples are processed, so a run killed at any moment resumes at the first unfinished shard with no
 clip duplicated or lost. Clips that cannot be used are skipped with a reason and never stop the run.
+With `augment` set, each training clip also gets augmented copies (utils/augment.py), stored next
+to it in the same shard.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +33,7 @@ from tqdm.auto import tqdm
 
 from . import store as st
 from .audio import SAMPLE_RATE, load_audio
+from .augment import copies_for_store, parse_augment
 from .features import MAX_LABEL_TOKENS, N_SAMPLES, compact_log_mel, label_ids
 from .sources import HubSource, Source, combine, subsample
 
@@ -67,7 +70,9 @@ class FeatureConfig:
     workers: int | None = None  # worker processes; None: all cores; 0: in this process
     shard_size: int = 1000  # examples per shard: the unit of resume and of checksums
     max_duration: float = MAX_DURATION  # longer clips are skipped (seconds, at most 30)
-    augment: dict | None = None  # augmentation settings (utils/augment.py, issue 5); None: off
+    # training-split augmentation (utils/augment.py): None/"off", "on", "noise,speed", or a dict
+    # such as {"copies": 2, "p": 0.5, "speed_range": [0.8, 1.2]}; kept as AugmentConfig.to_dict()
+    augment: dict | str | bool | None = None
     # extra open_source options, e.g. {"text_column": "transcription"} for a Hub dataset
     source_options: dict = field(default_factory=dict)
     chunksize: int = CHUNKSIZE  # examples per worker task
@@ -112,8 +117,15 @@ class FeatureConfig:
             bad("chunksize", "must be >= 1")
         if not 0.0 < self.max_duration <= MAX_DURATION:
             bad("max_duration", f"must be in (0, {MAX_DURATION:g}] seconds (Whisper's window)")
-        if self.augment is not None:
-            bad("augment", "not available yet (utils/augment.py, issue 5); use None")
+        try:
+            augment = parse_augment(self.augment, seed=self.seed)
+        except ValueError as err:  # its message starts with the parameter, e.g. augment.speed_range
+            raise ValueError(f"FeatureConfig.{err}") from None
+        if augment is not None and augment.max_duration > self.max_duration:
+            # a slowed copy must fit the same limit as the clips themselves
+            augment = replace(augment, max_duration=self.max_duration)
+        # a plain JSON-able dict: it goes to the workers and into the manifest's settings
+        object.__setattr__(self, "augment", augment.to_dict() if augment else None)
 
 
 # ------------------------------------------------------------------------------------- workers
@@ -130,7 +142,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def _init_worker(
-    mel_filters: np.ndarray, max_duration: float, augment: dict | None, seed: int, pooled: bool
+    mel_filters: np.ndarray, max_duration: float, augment: dict | None, pooled: bool
 ) -> None:
     """Pool initializer: one torch thread per process (the pool is the parallelism)."""
     global _WORKER
@@ -140,23 +152,10 @@ def _init_worker(
     _WORKER = SimpleNamespace(
         extractor=SimpleNamespace(mel_filters=mel_filters),
         max_duration=max_duration,
-        augment=augment,
-        seed=seed,
+        augment=parse_augment(augment),  # parsed once per worker, not once per clip
     )
     if pooled:
         threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def augment_copies(
-    audio: np.ndarray, example, augment: dict, seed: int
-) -> list[tuple[np.ndarray, str, str]]:
-    """Augmented copies of a training clip as (audio, row id, JSON of what was applied).
-
-    The hook for utils/augment.py (issue 5): called only for train-split examples when
-    FeatureConfig.augment is set, after the clip passed the checks and before features. It must be
-    deterministic in (seed, example.source, example.id) so reruns and resumes give the same store.
-    """
-    raise NotImplementedError("augmentation arrives with utils/augment.py (issue 5)")
 
 
 def _skip(reason: str, detail: str) -> dict:
@@ -176,9 +175,12 @@ def _featurize(example, labels: list[int]) -> dict:
         return _skip(
             TOO_LONG, f"{name}: {duration:.2f} s is over the {state.max_duration:g} s limit"
         )
-    variants = [(audio, example.id, "")]
-    if state.augment is not None and example.split == "train":
-        variants += augment_copies(audio, example, state.augment, state.seed)
+    # The copies (train split only) depend on (seed, source, id, copy) alone and land in their
+    # original's shard, so a resumed or re-run shard is byte-identical.
+    variants = [
+        (audio, example.id, ""),
+        *copies_for_store(audio, SAMPLE_RATE, state.augment, example),
+    ]
     rows = []
     for wave, row_id, applied in variants:
         frames, pad_value = compact_log_mel(wave, state.extractor)
@@ -229,8 +231,11 @@ def load_whisper_parts(model: str, language: str | None, task: str):
     return extractor, tokenizer
 
 
-def default_store_path(sources, model: str, root: str | Path = "runs/features") -> Path:
-    """<root>/<source names>-<model name>, e.g. runs/features/sv-SE-whisper-small."""
+def default_store_path(
+    sources, model: str, root: str | Path = "runs/features", augment=None
+) -> Path:
+    """<root>/<source names>-<model name>, e.g. runs/features/sv-SE-whisper-small; "-augmented" is
+    appended when `augment` turns augmentation on, so that a plain store is never refused for it."""
     specs = [sources] if isinstance(sources, (str, Path, dict)) else list(sources)
     names = []
     for spec in specs:
@@ -241,7 +246,9 @@ def default_store_path(sources, model: str, root: str | Path = "runs/features") 
                 Path(spec).name.removesuffix(".tar.gz").removesuffix(".tgz").removesuffix(".tar")
             )
         )
-    return Path(root) / f"{'+'.join(names)}-{st.safe_name(Path(str(model).rstrip('/')).name)}"
+    suffix = "-augmented" if parse_augment(augment) else ""
+    model_name = st.safe_name(Path(str(model).rstrip("/")).name)
+    return Path(root) / f"{'+'.join(names)}-{model_name}{suffix}"
 
 
 def make_settings(
@@ -418,7 +425,6 @@ def _extract(
         np.asarray(extractor.mel_filters, dtype=np.float32),
         cfg.max_duration,
         cfg.augment,
-        cfg.seed,
     )
     pool = _make_pool(workers, (*initargs, True)) if workers > 0 else None
     if pool is None:
@@ -548,7 +554,11 @@ def _complete_store(store: Path, settings: dict, verify: bool) -> dict | None:
 
 def run_feature_pipeline(cfg: FeatureConfig) -> dict:
     """Build (or finish, or check) the feature store of `cfg` and return its manifest."""
-    store = Path(cfg.store) if cfg.store else default_store_path(cfg.sources, cfg.model)
+    store = (
+        Path(cfg.store)
+        if cfg.store
+        else default_store_path(cfg.sources, cfg.model, augment=cfg.augment)
+    )
     source_options = dict(cfg.source_options)
     if cfg.locale:
         source_options.setdefault("locale", cfg.locale)
@@ -672,10 +682,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-duration", type=float, default=MAX_DURATION)
     parser.add_argument("--chunksize", type=int, default=CHUNKSIZE)
     parser.add_argument(
+        "--augment",
+        help='augment training clips: "on", techniques ("noise,speed") or JSON such as '
+        '\'{"copies": 2, "p": 0.5, "speed_range": [0.8, 1.2]}\' (default: off)',
+    )
+    parser.add_argument(
         "--no-verify", action="store_true", help="trust done records without re-hashing shards"
     )
     args = parser.parse_args(argv)
-    cfg = FeatureConfig(
+    try:
+        run_feature_pipeline(_config_from_args(args))
+    except (ValueError, st.StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace) -> FeatureConfig:
+    return FeatureConfig(
         sources=tuple(args.source),
         store=args.store,
         model=args.model,
@@ -690,14 +714,9 @@ def main(argv: list[str] | None = None) -> int:
         shard_size=args.shard_size,
         max_duration=args.max_duration,
         chunksize=args.chunksize,
+        augment=args.augment,
         verify=not args.no_verify,
     )
-    try:
-        run_feature_pipeline(cfg)
-    except (ValueError, st.StoreError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

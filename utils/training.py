@@ -130,9 +130,10 @@ class TrainConfig:
     # "auto" = bf16 on GPUs that support it, else fp16 on CUDA, fp32 on CPU; or force one.
     precision: str = "auto"
     # Recompute activations in the backward pass: ~30 % slower, but the activation memory of a
-    # whisper-small batch of 16 drops from ~10 GB to ~1.5 GB, so it fits a 16 GB Colab T4. Turn it
-    # off on a GPU with memory to spare for speed.
-    gradient_checkpointing: bool = True
+    # whisper-small batch of 16 drops from ~10 GB to ~1.5 GB, so it fits a 16 GB Colab T4.
+    # None = on with a GPU, off on CPU (RAM is rarely the limit there, time is). Set False on a
+    # GPU with memory to spare for speed.
+    gradient_checkpointing: bool | None = None
     # SpecAugment (Whisper's config): probability of masking time steps / mel channels while
     # training; 0 = off (the blog's setting). The paper's fine-tuning used ~0.05 / 0.0.
     mask_time_prob: float = 0.0
@@ -621,6 +622,13 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def use_checkpointing(cfg: TrainConfig) -> bool:
+    """Whether this run recomputes activations (gradient_checkpointing None: on GPUs only)."""
+    if cfg.gradient_checkpointing is None:
+        return torch.cuda.is_available()
+    return bool(cfg.gradient_checkpointing)
+
+
 def default_workers() -> int:
     """DataLoader workers: on a GPU, enough that collating never waits; on CPU none."""
     if not torch.cuda.is_available():
@@ -743,7 +751,7 @@ def training_arguments(
         max_steps=cfg.max_steps,
         # AdamW as in the blog, fused: one kernel updates all parameters (CUDA, and CPU on torch >= 2.4).
         optim="adamw_torch_fused",
-        **checkpointing_arguments(cfg.gradient_checkpointing),
+        **checkpointing_arguments(use_checkpointing(cfg)),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         # TF32 matmuls on Ampere+ for whatever runs in float32 (optimizer, loss, norms).
@@ -1035,7 +1043,7 @@ def model_card(metrics: dict, manifest: dict) -> str:
             "lora_targets",
         ]
     for key in keys:
-        value = cfg[key]
+        value = metrics.get(key, cfg[key]) if key == "gradient_checkpointing" else cfg[key]
         lines.append(
             f"| {key} | {', '.join(value) if isinstance(value, (list, tuple)) else value} |"
         )
@@ -1209,6 +1217,7 @@ def train(cfg: TrainConfig) -> dict:
         "language": run["language"],
         "task": run["task"],
         "precision": precision,
+        "gradient_checkpointing": use_checkpointing(cfg),
         "device": describe_device(),
         "world_size": args.world_size,
         "eval_rows": len(eval_set),

@@ -440,13 +440,16 @@ class TransformersBackend:
             )
         if not isinstance(out, dict):  # a single window: plain token ids
             tokens = out[0].tolist()
+            self.sequential_tokens = sum(t < self.eot or t >= self.timestamp_begin for t in tokens)
             return segments_from_tokens(
                 tokens, self.decode, self.timestamp_begin, self.eot, 0.0, len(audio) / SAMPLE_RATE
             )
-        raw = []
+        raw, self.sequential_tokens = [], 0
         for seg in out["segments"][0]:
-            ids = [t for t in seg["tokens"].tolist() if t < self.eot]
-            raw.append((float(seg["start"]), float(seg["end"]), self.decode(ids)))
+            tokens = seg["tokens"].tolist()
+            self.sequential_tokens += sum(t < self.eot or t >= self.timestamp_begin for t in tokens)
+            text = self.decode([t for t in tokens if t < self.eot])
+            raw.append((float(seg["start"]), float(seg["end"]), text))
         return raw
 
 
@@ -559,6 +562,8 @@ class CTranslate2Backend:
             max_new_tokens=opts.max_new_tokens,
             vad_filter=False,
         )
+        segments = list(segments)  # decoding happens while iterating
+        self.sequential_tokens = sum(len(s.tokens) for s in segments)
         return [(s.start, s.end, s.text) for s in segments]
 
 
@@ -639,6 +644,7 @@ class Transcriber:
         self.last_token_count = None
         if opts.strategy == "sequential":
             raw = self.backend.sequential(audio, opts, language)
+            self.last_token_count = getattr(self.backend, "sequential_tokens", None)
             if not opts.timestamps:
                 raw = merge_per_window(raw)
         else:
