@@ -217,6 +217,15 @@ def data_path_speed(store: Path, blog_dataset: Path, tiny: Path, n: int) -> dict
 # ---------------------------------------------------------------------------------------- worker
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes. VmHWM, not ru_maxrss: Linux carries
+    ru_maxrss over exec, so a child would report its parent's peak from before the fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: best effort
+
+
 def build_model(tiny: Path, size: str):
     """A Whisper with random weights (seed 0): the tiny one, or whisper-small's architecture."""
     from transformers import WhisperConfig, WhisperForConditionalGeneration
@@ -326,8 +335,8 @@ def run_setup(setup: str, opts) -> dict:
         peak = torch.cuda.max_memory_allocated()
         memory_kind = "torch.cuda.max_memory_allocated"
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-        memory_kind = "peak RSS of the process"
+        peak = peak_rss()
+        memory_kind = "peak RSS of the training process (VmHWM)"
     return {
         "setup": setup,
         "samples_per_second": opts.steps * BATCH / seconds,

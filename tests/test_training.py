@@ -34,6 +34,7 @@ from utils.training import (
     train,
 )
 
+REPO = Path(__file__).resolve().parent.parent
 SOT = 50258  # <|startoftranscript|>, the decoder start token of every multilingual Whisper
 # Small enough to finish in seconds on 2 cores, big enough to evaluate, checkpoint and resume.
 QUICK = dict(
@@ -55,7 +56,7 @@ def quick_config(store, model, output_dir, **changes) -> TrainConfig:
 
 def subprocess_env() -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path.cwd()), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
 
