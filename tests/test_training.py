@@ -351,13 +351,15 @@ def test_lora_run_saves_a_merged_model_and_a_rerun_does_nothing(
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     out = tmp_path / "lora"
-    # Also the DataLoader worker path (the GPU default): store rows pickled into 2 processes.
+    # Also the GPU defaults' code paths: DataLoader workers (store rows pickled into 2 processes)
+    # and gradient checkpointing, here with LoRA (inputs without grad: non-reentrant recompute).
     cfg = quick_config(
         sample_store, tiny_whisper, out, lora=True, lora_r=4, lora_alpha=8, baseline=False,
-        dataloader_workers=2,
+        dataloader_workers=2, gradient_checkpointing=True,
     )  # fmt: skip
     metrics = train(cfg)
     assert metrics["final"]["wer"] >= 0 and metrics["baseline"] is None
+    assert metrics["gradient_checkpointing"] and metrics["train"]["train_loss"] > 0
     assert not (out / "adapter_model.safetensors").exists()  # merged, not an adapter
     assert (out / "checkpoint-2" / "adapter_model.safetensors").is_file()  # checkpoints: adapters
 
