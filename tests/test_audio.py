@@ -45,7 +45,11 @@ def test_stereo_is_averaged(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no such file"), (b"", "cannot decode|empty"), (b"this is not audio" * 50, "cannot decode")],
+    [
+        (None, "no such file"),
+        (b"", "cannot decode|empty"),
+        (b"this is not audio" * 50, "cannot decode"),
+    ],
 )
 def test_bad_files_name_the_file(tmp_path, content, message):
     path = tmp_path / "bad.mp3"

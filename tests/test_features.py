@@ -27,7 +27,10 @@ def reference(extractor, audio):
 
 def check(extractor, audio):
     frames, pad_value = compact_log_mel(audio, extractor)
-    assert frames.dtype == np.float16 and frames.shape == (extractor.feature_size, kept_frames(len(audio)))
+    assert frames.dtype == np.float16 and frames.shape == (
+        extractor.feature_size,
+        kept_frames(len(audio)),
+    )
     full = expand_log_mel(frames, pad_value)
     assert full.shape == (extractor.feature_size, N_FRAMES)
     assert np.abs(full - reference(extractor, audio)).max() < TOLERANCE

@@ -32,7 +32,9 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError as err:  # pragma: no cover - depends on the machine
-        raise AudioError("ffmpeg not found: install it (apt) or `pip install imageio-ffmpeg`") from err
+        raise AudioError(
+            "ffmpeg not found: install it (apt) or `pip install imageio-ffmpeg`"
+        ) from err
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -56,15 +58,26 @@ def _decode_soundfile(src: str | Path | bytes) -> tuple[np.ndarray, int]:
 
 def _decode_ffmpeg(src: str | Path | bytes, sr: int) -> np.ndarray:
     # ffmpeg does the downmix and resampling itself; raw float32 little-endian on stdout.
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(src, bytes) else str(src)]
+    cmd = [
+        ffmpeg_exe(),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        "pipe:0" if isinstance(src, bytes) else str(src),
+    ]
     cmd += ["-vn", "-ac", "1", "-ar", str(sr), "-f", "f32le", "pipe:1"]
     proc = subprocess.run(cmd, input=src if isinstance(src, bytes) else None, capture_output=True)
     if proc.returncode != 0:
-        raise RuntimeError(proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or "ffmpeg failed")
+        raise RuntimeError(
+            proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or "ffmpeg failed"
+        )
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
-def load_audio(src: str | Path | bytes, sr: int = SAMPLE_RATE, name: str | None = None) -> np.ndarray:
+def load_audio(
+    src: str | Path | bytes, sr: int = SAMPLE_RATE, name: str | None = None
+) -> np.ndarray:
     """Decode a file path or encoded bytes to a mono float32 waveform at `sr` Hz.
 
     Raises AudioError naming the file (or `name`, for bytes) when it is missing, unreadable,
