@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from utils.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from utils.transcription import TranscribeOptions  # noqa: E402
 
 # whisper-tiny's architecture: 39 M parameters, the size people run on a CPU.
 TINY_ARCH = {"d_model": 384, "layers": 4, "heads": 6, "ffn_dim": 1536}
@@ -77,7 +78,9 @@ def prepare(work: Path) -> tuple[Path, Path]:
     return model, ct2
 
 
-def run_one(kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, threads: int) -> dict:
+def run_one(
+    kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, threads: int, batch_size: int
+) -> dict:
     """Transcribe `wav` once with `kind`; runs inside a fresh subprocess."""
     audio = load_audio(wav)
     started = time.perf_counter()
@@ -90,6 +93,7 @@ def run_one(kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, thre
             strategy="sequential" if kind == "transformers-seq" else "batched",
             max_new_tokens=max_new_tokens,
             cpu_threads=threads,
+            batch_size=batch_size,
         )
         transcriber = Transcriber(ct2 if kind == "ctranslate2" else model, opts)
         loaded = time.perf_counter()
@@ -113,7 +117,7 @@ def run_one(kind: str, model: str, ct2: str, wav: str, max_new_tokens: int, thre
                 {"start": s / SAMPLE_RATE, "end": e / SAMPLE_RATE} for s, e in plan_windows(audio)
             ]
             out, _ = BatchedInferencePipeline(fw).transcribe(
-                audio, clip_timestamps=clips, batch_size=8, **common
+                audio, clip_timestamps=clips, batch_size=batch_size, **common
             )
         else:
             out, _ = fw.transcribe(audio, **common)
@@ -135,6 +139,7 @@ def measure(kind: str, model: Path, ct2: Path, wav: Path, args) -> dict:
     """Run one measurement in a fresh subprocess (its own peak memory) and return its figures."""
     cmd = [sys.executable, __file__, "--_one", kind, "--_paths", str(model), str(ct2), str(wav)]
     cmd += ["--max-new-tokens", str(args.max_new_tokens), "--threads", str(args.threads)]
+    cmd += ["--batch-size", str(args.batch_size)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
@@ -159,6 +164,12 @@ def main() -> int:
     p.add_argument("--max-new-tokens", type=int, default=96, help="per 30 s window, all runs")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads, all runs")
     p.add_argument(
+        "--batch-size",
+        type=int,
+        default=TranscribeOptions.batch_size,
+        help="windows decoded together, all batched runs (default: the app's)",
+    )
+    p.add_argument(
         "--runs", default=",".join(DEFAULT_RUNS), help="comma-separated, of " + ",".join(RUNS)
     )
     p.add_argument(
@@ -172,7 +183,8 @@ def main() -> int:
 
     if args._one:  # child process: one measurement, JSON on the last stdout line
         model, ct2, wav = args._paths
-        print(json.dumps(run_one(args._one, model, ct2, wav, args.max_new_tokens, args.threads)))
+        r = run_one(args._one, model, ct2, wav, args.max_new_tokens, args.threads, args.batch_size)
+        print(json.dumps(r))
         return 0
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +196,7 @@ def main() -> int:
         print(
             f"recording: {seconds / 60:.1f} min; model: whisper-tiny architecture {TINY_ARCH}, "
             f"random weights; max_new_tokens={args.max_new_tokens}; threads={args.threads}; "
-            f"CPU cores: {os.cpu_count()}"
+            f"batch_size={args.batch_size}; CPU cores: {os.cpu_count()}"
         )
         kinds = args.runs.split(",")
         results: dict[str, dict] = {}
