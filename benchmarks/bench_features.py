@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local
 
+from benchmarks.machine import machine  # noqa: E402
 from utils.feature_pipeline import FeatureConfig, run_feature_pipeline  # noqa: E402
 from utils.features import expand_log_mel  # noqa: E402
 from utils.store import FeatureStore, directory_bytes, pad_batch  # noqa: E402
@@ -52,17 +53,8 @@ AUGMENT = "on"  # the augmentation defaults: noise, pitch, speed at p=0.5 each, 
 LOCALES = ("sv-SE", "it", "en")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average {load}"
+def machine_line() -> str:
+    return machine(f", Python {platform.python_version()}")
 
 
 def clip_list(n: int) -> list[tuple[str, str]]:
@@ -207,7 +199,7 @@ def main() -> int:
     if args.run:
         return child(args.run, args.model, Path(args.keep), cores)
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_line()}")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-features-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -48,6 +47,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
+from benchmarks.machine import machine  # noqa: E402
 from utils.features import expand_log_mel  # noqa: E402
 from utils.store import FeatureStore, read_json, write_manifest, write_shard  # noqa: E402
 from utils.training import TrainConfig, WhisperStoreCollator  # noqa: E402
@@ -68,21 +68,9 @@ SMALL = dict(
 SETUPS = ("blog", "project", "project-flip-ckpt")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine_line() -> str:
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (
-        f"{platform.node()}: {cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, "
-        f"load average {load}"
-    )
+    return machine(f"{gpu}, torch {torch.__version__}")
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -412,7 +400,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows = max(BATCH * (opts.steps + opts.warmup), 1024)
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_line()}")
     print(f"device: {device}; model: {opts.model}; {rows} rows; batch {BATCH}; "
           f"{opts.warmup} warm-up + {opts.steps} timed steps")  # fmt: skip
     start = time.perf_counter()
@@ -462,7 +450,7 @@ def main() -> int:
     print(f"  memory: {next(iter(results.values()))['memory_kind']}")
     if opts.json:
         Path(opts.json).write_text(json.dumps(
-            {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine(),
+            {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_line(),
              "device": device, "model": opts.model, "data_path": data, "training": results},
             indent=1))  # fmt: skip
     return 0
