@@ -25,10 +25,11 @@ import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from test_transcription import FAST, assert_increasing, parse_srt, parse_vtt
 
 from utils.app import build_app, check_url
 from utils.audio import SAMPLE_RATE, ffmpeg_exe, load_audio
+
+from .test_transcription import FAST, assert_increasing, parse_srt, parse_vtt
 
 REPO = Path(__file__).resolve().parent.parent
 OPTIONS = ("auto", "transcribe", True)  # language, task, timestamps as the UI sends them

@@ -7,11 +7,8 @@ that every test runs the real pool, shards and manifest in seconds.
 import csv
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from itertools import islice
 from pathlib import Path
 
@@ -27,6 +24,8 @@ from utils.feature_pipeline import (
     summarize,
 )
 from utils.store import MANIFEST, FeatureStore
+
+from .killing import kill_when
 
 REPO = Path(__file__).resolve().parent.parent
 COUNT = 4  # clips per split and source: 4 train originals + their copies, 4 dev, 4 test
@@ -192,19 +191,6 @@ def test_cli_has_augment_and_several_sources(capsys):
     assert "--augment" in text and '"noise,speed"' in text and "repeat for several" in text
 
 
-def _session_processes(sid: int) -> list[int]:
-    """Live (non-zombie) processes of a session: the pipeline, its forkserver and workers."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
 def test_resume_with_augmentation_after_a_real_kill(sample_corpus, tiny_whisper, tmp_path):
     sources = [str(sample_corpus / "sv-SE"), str(sample_corpus / "it")]
     augment = '{"copies": 1, "p": 1.0}'
@@ -224,25 +210,9 @@ def test_resume_with_augmentation_after_a_real_kill(sample_corpus, tiny_whisper,
     cmd += ["--shard-size", "2", "--chunksize", "1", "--augment", augment]
     for source in sources:
         cmd += ["--source", source]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while not list(store.glob("shards/*/*.json")):
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "no shard was written"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)  # the pipeline process alone, like a dying notebook kernel
-        proc.wait(timeout=30)
-        done = len(list(store.glob("shards/*/*.json")))
-        assert not (store / MANIFEST).exists() and 0 < done < len(reference["shards"])
-        deadline = time.monotonic() + 20  # the orphaned pool notices and exits by itself
-        while _session_processes(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        for pid in _session_processes(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+    kill_when(cmd, REPO, lambda: any(store.glob("shards/*/*.json")), whole_group=False)
+    done = len(list(store.glob("shards/*/*.json")))
+    assert not (store / MANIFEST).exists() and 0 < done < len(reference["shards"])
 
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

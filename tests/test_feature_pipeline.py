@@ -3,12 +3,9 @@
 import csv
 import dataclasses
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,8 @@ from utils.feature_pipeline import (
 )
 from utils.features import N_FRAMES, expand_log_mel
 from utils.store import MANIFEST, FeatureStore
+
+from .killing import kill_when
 
 TOLERANCE = 2e-3  # float16 rounding of log-Mel values in [-1.5, 2.5]: at most ~1e-3
 LOCALES = ("sv-SE", "it", "en")
@@ -214,19 +213,6 @@ def test_cli_reports_a_missing_source(tmp_path, tiny_whisper, capsys):
     assert f"source not found: {tmp_path / 'nowhere'}" in capsys.readouterr().err
 
 
-def _session_processes(sid: int) -> list[int]:
-    """Live (non-zombie) processes of a session: the pipeline, its forkserver and workers."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
 def test_resume_after_a_real_kill_gives_the_uninterrupted_store(
     sample_corpus, tiny_whisper, tmp_path
 ):
@@ -251,27 +237,10 @@ def test_resume_after_a_real_kill_gives_the_uninterrupted_store(
     for source in sources:
         cmd += ["--source", source]
     repo = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(
-        cmd, cwd=repo, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while not list(store.glob("shards/*/*.json")):
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "no shard was written"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)  # the pipeline process alone, like a dying notebook kernel
-        proc.wait(timeout=30)
-        done = len(list(store.glob("shards/*/*.json")))
-        assert not (store / MANIFEST).exists() and 0 < done < len(reference["shards"])
-        # The orphaned pool (forkserver and workers) notices and exits by itself.
-        deadline = time.monotonic() + 20
-        while _session_processes(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _session_processes(proc.pid) == []
-    finally:
-        for pid in _session_processes(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+    left = kill_when(cmd, repo, lambda: any(store.glob("shards/*/*.json")), whole_group=False)
+    done = len(list(store.glob("shards/*/*.json")))
+    assert not (store / MANIFEST).exists() and 0 < done < len(reference["shards"])
+    assert left == []  # the orphaned pool (forkserver and workers) noticed and exited by itself
 
     rerun = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

@@ -6,7 +6,6 @@ The pipeline runs in a subprocess, exactly as a user starts it, with the tiny of
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import pytest
 
 from scripts.readme_params import render
 from utils.store import FeatureStore
+
+from .killing import kill_when
 
 MAX_STEPS = 6
 QUICK = [
@@ -58,27 +59,6 @@ def run(repo_root: Path, cmd: list[str], timeout: int = 900, **env) -> subproces
     return proc
 
 
-def kill_when(repo_root: Path, cmd: list[str], ready, timeout: float = 600) -> None:
-    """Start the pipeline in its own process group and SIGKILL the whole group (kernel and
-    workers too) as soon as ready() holds: what a Colab disconnect does to a run."""
-    proc = subprocess.Popen(
-        cmd,
-        cwd=repo_root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            assert proc.poll() is None, "the pipeline ended before it could be interrupted"
-            assert time.monotonic() < deadline, "timed out waiting for the moment to interrupt"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def check_artifacts(run_dir: Path, max_steps: int = MAX_STEPS) -> dict:
     """Every artifact of a finished run exists and agrees with the others."""
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -114,11 +94,19 @@ def test_chaos_kill_during_features_and_training_then_rerun(repo_root, tmp_path)
     run_dir = tmp_path / "run"
     store, model = run_dir / "store", run_dir / "model"
 
-    kill_when(repo_root, pipeline_cmd(run_dir), lambda: any(store.glob("shards/*/*.json")))
+    kill_when(
+        pipeline_cmd(run_dir),
+        repo_root,
+        lambda: any(store.glob("shards/*/*.json")),
+        whole_group=True,
+    )
     assert not (store / "manifest.json").exists(), "extraction had finished before the kill"
 
     kill_when(
-        repo_root, pipeline_cmd(run_dir), lambda: any(model.glob("checkpoint-*/trainer_state.json"))
+        pipeline_cmd(run_dir),
+        repo_root,
+        lambda: any(model.glob("checkpoint-*/trainer_state.json")),
+        whole_group=True,
     )
     assert not (model / "metrics.json").exists(), "training had finished before the kill"
     killed_at = max(int(p.name.split("-")[1]) for p in model.glob("checkpoint-*"))
