@@ -125,7 +125,14 @@ def test_unreachable_hub_says_so_plainly(repo_root, tmp_path):
     # A closed port on this machine stands in for a Hub that cannot be reached.
     env = {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
     env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache: nothing to fall back on
-    cmd = [sys.executable, "-m", "utils.pipeline", "--run-dir", str(tmp_path / "run")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "utils.pipeline",
+        "--no-fallback",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
     start = time.monotonic()
     proc = subprocess.run(
         cmd, cwd=repo_root, capture_output=True, text=True, timeout=120, env={**os.environ, **env}
@@ -134,6 +141,16 @@ def test_unreachable_hub_says_so_plainly(repo_root, tmp_path):
     assert "cannot reach the Hugging Face Hub" in proc.stderr and "--offline" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - start < 60
+
+
+def test_unreachable_hub_falls_back_to_the_tiny_whisper(tmp_path, capsys):
+    from utils.pipeline import resolve_model
+
+    # conftest sets HF_HUB_OFFLINE=1: the Hub cannot be reached from this process.
+    model = resolve_model("openai/whisper-tiny", offline=False, run_dir=tmp_path)
+    assert Path(model) == tmp_path / "tiny-whisper" and (Path(model) / "config.json").exists()
+    err = capsys.readouterr().err
+    assert "cannot reach the Hugging Face Hub" in err and "Going on with --offline" in err
 
 
 def test_overrides_reach_the_right_notebook():
