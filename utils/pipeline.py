@@ -222,17 +222,17 @@ def print_summary(summary: dict) -> None:
     clips = ", ".join(f"{split} {n}" for split, n in summary["clips"].items())
     print("\n== pipeline summary ==")
     print(
-        f"clips:        {clips}  (skipped: {sum(summary['skipped'].values()) if summary['skipped'] else 0})"
+        f"clips:           {clips}  (skipped: {sum(summary['skipped'].values()) if summary['skipped'] else 0})"
     )
-    print(f"store:        {summary['store']}  ({summary['store_bytes'] / 1e6:.1f} MB)")
+    print(f"store:           {summary['store']}  ({summary['store_bytes'] / 1e6:.1f} MB)")
     for label, key in (("WER baseline", "baseline"), ("WER fine-tuned", "fine_tuned")):
         m = summary[key]
         print(
-            f"{label + ':':<14}{_pct(m, 'wer')} (normalized {_pct(m, 'wer_normalized')}, CER {_pct(m, 'cer')})"
+            f"{label + ':':<17}{_pct(m, 'wer')} (normalized {_pct(m, 'wer_normalized')}, CER {_pct(m, 'cer')})"
         )
-    print(f"trained:      {summary['global_step']} steps -> {summary['model']}")
-    print(f"app answered: {summary['app_answer'].get('text', '')[:80]!r}")
-    print(f"notebooks:    {Path(summary['notebooks']['01']).parent}")
+    print(f"trained:         {summary['global_step']} steps -> {summary['model']}")
+    print(f"app answered:    {summary['app_answer'].get('text', '')[:80]!r}")
+    print(f"notebooks:       {Path(summary['notebooks']['01']).parent}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
