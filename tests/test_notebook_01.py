@@ -13,10 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_notebook_01_builds_the_sample_store(repo_root, tiny_whisper, tmp_path):
     notebook = repo_root / "01_feature_pipeline.ipynb"
-    source = nbformat.read(notebook, as_version=4)
-    assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
-    assert "parameters" in source.cells[1].metadata.get("tags", [])
-
+    # committed clean, with one parameters cell: tests/test_pipeline.py checks every notebook
     store = tmp_path / "store"
     executed = tmp_path / "01_executed.ipynb"
     pm.execute_notebook(

@@ -15,10 +15,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def test_notebook_02_trains_evaluates_and_reports(repo_root, sample_store, tiny_whisper, tmp_path):
     notebook = repo_root / "02_training_pipeline.ipynb"
-    source = nbformat.read(notebook, as_version=4)
-    assert all(not cell.get("outputs") for cell in source.cells if cell.cell_type == "code")
-    assert "parameters" in source.cells[1].metadata.get("tags", [])
-
+    # committed clean, with one parameters cell: tests/test_pipeline.py checks every notebook
     out = tmp_path / "run"
     executed = tmp_path / "02_executed.ipynb"
     pm.execute_notebook(

@@ -921,45 +921,52 @@ def write_wer_tables(output_dir: Path, history: Sequence[dict]) -> None:
         writer.writerows(history)
 
 
-def plot_curves(
-    output_dir: Path, log_history: Sequence[dict], history: Sequence[dict]
-) -> list[Path]:
-    """loss.png (training and eval loss per step) and wer.png (WER/CER per evaluation step)."""
+def _plot(path: Path, title: str, xlabel: str, ylabel: str, series: list[tuple]) -> Path:
+    """One line chart saved as PNG; series are (label, [(x, y), ...], matplotlib format)."""
     # Figure without pyplot: no global backend to switch, renders with Agg in any environment.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    paths = []
     fig = Figure(figsize=(7, 4), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
-    if train:
-        ax.plot(*zip(*train, strict=True), label="training loss", lw=1.2)
-    evals = [(r["step"], r["eval_loss"]) for r in history if r.get("eval_loss") is not None]
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-    ax.set(xlabel="step", ylabel="loss", title="Loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(output_dir / "loss.png")
-    paths.append(output_dir / "loss.png")
-
-    fig = Figure(figsize=(7, 4), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, label in (("wer", "WER"), ("wer_normalized", "WER normalized"), ("cer", "CER")):
-        points = [(r["step"], r[name]) for r in history if r.get(name) is not None]
+    for label, points, fmt in series:
         if points:
-            ax.plot(*zip(*points, strict=True), "o-", label=label)
-    ax.set(xlabel="step (0 = base model)", ylabel="%", title="Error rates on the eval split")
+            ax.plot(*zip(*points, strict=True), fmt, label=label, lw=1.2)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(output_dir / "wer.png")
-    paths.append(output_dir / "wer.png")
-    return paths
+    fig.savefig(path)
+    return path
+
+
+def plot_curves(
+    output_dir: Path, log_history: Sequence[dict], history: Sequence[dict]
+) -> list[Path]:
+    """loss.png (training and eval loss per step) and wer.png (WER/CER per evaluation step)."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    evals = [(r["step"], r["eval_loss"]) for r in history if r.get("eval_loss") is not None]
+    rates = [
+        (label, [(r["step"], r[name]) for r in history if r.get(name) is not None], "o-")
+        for name, label in (("wer", "WER"), ("wer_normalized", "WER normalized"), ("cer", "CER"))
+    ]
+    return [
+        _plot(
+            output_dir / "loss.png",
+            "Loss",
+            "step",
+            "loss",
+            [("training loss", train, ".-"), ("eval loss", evals, "o-")],
+        ),
+        _plot(
+            output_dir / "wer.png",
+            "Error rates on the eval split",
+            "step (0 = base model)",
+            "%",
+            rates,
+        ),
+    ]
 
 
 def model_card(metrics: dict, manifest: dict) -> str:
