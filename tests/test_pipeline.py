@@ -75,8 +75,8 @@ def check_artifacts(run_dir: Path, max_steps: int = MAX_STEPS) -> dict:
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["train"]["global_step"] == max_steps == summary["global_step"]
     assert summary["baseline"] == metrics["baseline"] and summary["fine_tuned"] == metrics["final"]
-    for key in ("baseline", "fine_tuned"):  # random weights: (nearly) every word is wrong
-        assert summary[key]["wer"] > 0.5 and summary[key]["cer"] > 0.3
+    for key in ("baseline", "fine_tuned"):  # percent; random weights: (nearly) every word is wrong
+        assert summary[key]["wer"] > 50 and summary[key]["cer"] > 30
     answer = summary["app_answer"]
     assert isinstance(answer["text"], str) and answer["files"]
     return summary

@@ -214,8 +214,9 @@ def write_summary(
 
 
 def _pct(metrics: dict | None, name: str) -> str:
+    # utils.training reports WER and CER in percent already (100.0 = as many errors as words).
     value = (metrics or {}).get(name)
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+    return "n/a" if value is None else f"{value:.1f} %"
 
 
 def print_summary(summary: dict) -> None:
