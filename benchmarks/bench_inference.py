@@ -70,7 +70,7 @@ def make_recording(corpus: Path, minutes: float, out: Path) -> float:
 
 def prepare(work: Path) -> tuple[Path, Path]:
     """Build the whisper-tiny-sized model and its float32 CTranslate2 export (reused if present)."""
-    from utils.tiny_whisper import build_tiny_whisper
+    from utils.models.tiny_random import build_tiny_whisper
     from utils.transcription import export_ctranslate2
 
     model = build_tiny_whisper(work / "whisper-tiny-arch", **TINY_ARCH)

@@ -394,7 +394,7 @@ def main() -> int:
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
 
-    from utils.tiny_whisper import build_tiny_whisper
+    from utils.models.tiny_random import build_tiny_whisper
 
     work = Path(opts.work or tempfile.mkdtemp(prefix="bench-training-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,18 @@ def sample_corpus() -> Path:
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A tiny random-weight Whisper (80 mel bins, real multilingual ids), built once per session."""
-    from utils.tiny_whisper import build_tiny_whisper
+    from utils.models.tiny_random import build_tiny_whisper
 
     return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_en() -> Path:
+    """OpenAI's Whisper tiny.en with its real weights (converted once into .cache/, or the
+    Hugging Face cache's copy): for tests of behaviour that depends on the weights."""
+    from utils.models.tiny_en import tiny_en_checkpoint
+
+    return tiny_en_checkpoint()
 
 
 @pytest.fixture(scope="session")

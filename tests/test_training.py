@@ -173,7 +173,7 @@ def test_model_knobs_spec_augment_and_frozen_encoder(tiny_whisper, tmp_path):
 
 
 def test_store_for_other_mel_bins_fails_before_training(sample_store, tmp_path):
-    from utils.tiny_whisper import build_tiny_whisper
+    from utils.models.tiny_random import build_tiny_whisper
 
     model_128 = build_tiny_whisper(tmp_path / "tiny-128", n_mels=128)
     out = tmp_path / "out"

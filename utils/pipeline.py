@@ -128,7 +128,7 @@ def resolve_model(model: str, offline: bool, run_dir: Path, fallback: bool = Tru
                 f"{message}\nGoing on with --offline: its WER figures mean nothing.",
                 file=sys.stderr,
             )
-    from .tiny_whisper import build_tiny_whisper
+    from .models.tiny_random import build_tiny_whisper
 
     return str(build_tiny_whisper(run_dir / "tiny-whisper"))
 

@@ -1,4 +1,4 @@
-"""Tests for utils.tiny_whisper: a real offline build whose tokenizer ids equal OpenAI Whisper's.
+"""Tests for utils.models.tiny_random: a real offline build whose tokenizer ids equal OpenAI Whisper's.
 
 openai-whisper's own tokenizer (tiktoken on the same multilingual.tiktoken) is the reference for
 every id; generation runs on the built model with the real WhisperForConditionalGeneration.generate.
@@ -15,7 +15,7 @@ import torch
 import whisper.tokenizer as openai_tokenizer
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from utils.tiny_whisper import MARKER_FILE, build_tiny_whisper, build_tokenizer
+from utils.models.tiny_random import MARKER_FILE, build_tiny_whisper, build_tokenizer
 
 # Sentences with the letters a Swedish/Italian run must round-trip, plus digits, punctuation,
 # several spaces and a newline, which exercise the split pattern and the byte-level fallback.
@@ -80,7 +80,7 @@ def test_build_loads_offline_like_a_hub_checkpoint(tiny_whisper, model, processo
     assert processor.feature_extractor.feature_size == 80
     assert len(processor.tokenizer) == 51865
     marker = json.loads((tiny_whisper / MARKER_FILE).read_text())
-    assert marker["spec"]["n_mels"] == 80 and "RANDOM" in marker["note"]
+    assert marker["settings"]["n_mels"] == 80 and "RANDOM" in marker["note"]
 
 
 def test_rebuild_is_a_no_op(tiny_whisper):
@@ -194,7 +194,7 @@ def test_128_mel_vocabulary_equals_large_v3():
 def test_cli_builds_in_a_fresh_directory(tmp_path, repo_root):
     out = tmp_path / "tiny"
     run = subprocess.run(
-        [sys.executable, "-m", "utils.tiny_whisper", str(out)],
+        [sys.executable, "-m", "utils.models.tiny_random", str(out)],
         cwd=repo_root,
         capture_output=True,
         text=True,
@@ -214,7 +214,7 @@ def test_missing_openai_whisper_says_how_to_install(tmp_path, repo_root):
     (tmp_path / "whisper" / "__init__.py").write_text("")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(repo_root)])}
     run = subprocess.run(
-        [sys.executable, "-m", "utils.tiny_whisper", str(tmp_path / "out")],
+        [sys.executable, "-m", "utils.models.tiny_random", str(tmp_path / "out")],
         cwd=repo_root,
         env=env,
         capture_output=True,
