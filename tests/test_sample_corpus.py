@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CORPUS = REPO_ROOT / "data" / "cv-corpus-sample"
 LOCALES = ("sv-SE", "it", "en")
 SPLITS = ("train", "dev", "test")
+# English has a second held-out set whose words never occur in train or dev (real-weight tests).
+EXTRA_SPLITS = {"en": ("unseen",)}
 CV17_COLUMNS = [
     "client_id",
     "path",
@@ -63,8 +66,13 @@ def test_clips_decode_at_48k_mono_and_match_durations(locale_dir):
     assert header == ["clip", "duration[ms]"]
     expected = {r["clip"]: int(r["duration[ms]"]) for r in durations}
     _, validated = read_tsv(locale_dir / "validated.tsv")
-    assert {r["path"] for r in validated} == set(expected)
-    for row in validated:
+    extra = [
+        r
+        for s in EXTRA_SPLITS.get(locale_dir.name, ())
+        for r in read_tsv(locale_dir / f"{s}.tsv")[1]
+    ]
+    assert {r["path"] for r in validated + extra} == set(expected)
+    for row in validated + extra:
         path = locale_dir / "clips" / row["path"]
         assert path.is_file(), path
         audio, sr = sf.read(path, dtype="float32")
@@ -90,6 +98,16 @@ def test_test_sentences_disjoint_from_train_and_dev(locale_dir):
     assert test and not test & seen
 
 
+def test_unseen_set_shares_no_word_with_train_and_dev():
+    def words(rows):
+        return {w for r in rows for w in re.findall(r"[\w']+", r["sentence"].lower())}
+
+    trained = words(r for s in ("train", "dev") for r in read_tsv(CORPUS / "en" / f"{s}.tsv")[1])
+    _, unseen = read_tsv(CORPUS / "en" / "unseen.tsv")
+    assert len(unseen) >= 20 and not words(unseen) & trained
+    assert len(trained) > 300  # the held-out test split shares this vocabulary
+
+
 def test_several_speakers_per_locale(locale_dir):
     _, validated = read_tsv(locale_dir / "validated.tsv")
     assert len({r["client_id"] for r in validated}) >= 3
@@ -109,8 +127,8 @@ def test_generator_reproduces_committed_tsvs(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
     counts = module.build_locale(tmp_path, "en", jobs=2)
-    assert counts == {"train": 24, "dev": 6, "test": 6}
-    for name in (*SPLITS, "validated"):
+    assert counts == {"train": 96, "dev": 12, "test": 24, "unseen": 24}
+    for name in (*SPLITS, "unseen", "validated"):
         new = (tmp_path / "en" / f"{name}.tsv").read_text(encoding="utf-8")
         assert new == (CORPUS / "en" / f"{name}.tsv").read_text(encoding="utf-8"), name
     _, new_durations = read_tsv(tmp_path / "en" / "clip_durations.tsv")
