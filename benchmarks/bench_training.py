@@ -78,13 +78,13 @@ def machine_line() -> str:
 
 def build_sample_store(work: Path, tiny: Path) -> Path:
     """The sv-SE sample corpus as a store made with the tiny Whisper's processor (80 mel bins)."""
-    from utils.feature_pipeline import FeatureConfig, run_feature_pipeline
+    from utils.featurize import FeatureConfig, run_feature_pipeline
 
     store = work / "sample-store"
     source = REPO / "data" / "cv-corpus-sample" / "sv-SE"
     run_feature_pipeline(
         FeatureConfig(
-            sources=str(source), store=str(store), model=str(tiny), language="sv", workers=0
+            source=str(source), store=str(store), model=str(tiny), language="sv", workers=0
         )
     )
     return store

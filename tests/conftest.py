@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root, the bundled sample corpus, and built artifacts."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # No test may reach the Hugging Face Hub: fail at once instead of waiting on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Stores made by tests record themselves as "the latest" here, not in the repository's runs/.
+os.environ.setdefault("WHISPER_FEATURES_ROOT", tempfile.mkdtemp(prefix="whisper-features-"))
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +46,11 @@ def sample_store(tmp_path_factory, tiny_whisper, sample_corpus) -> Path:
     """A feature store of the sv-SE sample (24 train, 6 dev, 6 test clips) made with the tiny
     Whisper, in shards of 8 examples (train has 3). Shared by the session: copy it before changing it.
     """
-    from utils.feature_pipeline import FeatureConfig, run_feature_pipeline
+    from utils.featurize import FeatureConfig, run_feature_pipeline
 
     store = tmp_path_factory.mktemp("sample-store") / "sv-SE-tiny"
     cfg = FeatureConfig(
-        sources=str(sample_corpus / "sv-SE"),
+        source=str(sample_corpus / "sv-SE"),
         store=str(store),
         model=str(tiny_whisper),
         language="swedish",

@@ -14,13 +14,13 @@ import soundfile as sf
 from transformers import WhisperFeatureExtractor
 
 from utils.audio import SAMPLE_RATE, load_audio
-from utils.feature_pipeline import (
+from utils.features import N_FRAMES, expand_log_mel
+from utils.featurize import (
     FeatureConfig,
     default_store_path,
-    main,
     run_feature_pipeline,
 )
-from utils.features import N_FRAMES, expand_log_mel
+from utils.featurize.__main__ import main
 from utils.store import MANIFEST, FeatureStore
 
 from .killing import kill_when
@@ -65,7 +65,7 @@ def edge_corpus(tmp_path_factory, sample_corpus) -> Path:
 @pytest.fixture(scope="module")
 def edge_cfg(edge_corpus, tiny_whisper, tmp_path_factory) -> FeatureConfig:
     return FeatureConfig(
-        sources=str(edge_corpus / "edge.csv"),
+        source=str(edge_corpus / "edge.csv"),
         store=str(tmp_path_factory.mktemp("edge-store") / "store"),
         model=str(tiny_whisper),
         language="swedish",
@@ -160,13 +160,15 @@ def test_corrupted_shard_is_named_and_extracted_again(edge_store, edge_cfg, tmp_
 
 def test_other_settings_on_the_same_store_fail_naming_both(edge_store, edge_cfg):
     cfg = dataclasses.replace(edge_cfg, language="italian")
-    with pytest.raises(ValueError, match="language='swedish'.*language='italian'"):
+    with pytest.raises(ValueError, match="language='sv'.*language='it'"):
         run_feature_pipeline(cfg)
 
 
-def test_subsample_by_count_and_default_store_path(sample_corpus, tiny_whisper, tmp_path):
+def test_subsample_by_count_and_default_store_path(
+    sample_corpus, tiny_whisper, tmp_path, monkeypatch
+):
     cfg = FeatureConfig(
-        sources=str(sample_corpus / "it"),
+        source=str(sample_corpus / "it"),
         store=str(tmp_path / "it"),
         model=str(tiny_whisper),
         language="italian",
@@ -177,6 +179,7 @@ def test_subsample_by_count_and_default_store_path(sample_corpus, tiny_whisper, 
     manifest = run_feature_pipeline(cfg)
     assert manifest["sources"] == {"cv-it": {"train": 2, "test": 2}}
     assert manifest["settings"]["label_prefix"][1] == 50274  # <|it|>
+    monkeypatch.delenv("WHISPER_FEATURES_ROOT")  # the default root outside the tests
     assert default_store_path("data/cv-corpus-sample/sv-SE", "openai/whisper-small") == Path(
         "runs/features/sv-SE-whisper-small"
     )
@@ -219,11 +222,11 @@ def test_resume_after_a_real_kill_gives_the_uninterrupted_store(
     sources = [str(sample_corpus / locale) for locale in LOCALES]
     common = {"model": str(tiny_whisper), "language": "swedish", "shard_size": 2, "chunksize": 1}
     reference = run_feature_pipeline(
-        FeatureConfig(sources=tuple(sources), store=str(tmp_path / "ref"), workers=0, **common)
+        FeatureConfig(source=tuple(sources), store=str(tmp_path / "ref"), workers=0, **common)
     )
 
     store = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "utils.feature_pipeline", "--store", str(store), "--workers", "2"]
+    cmd = [sys.executable, "-m", "utils.featurize", "--store", str(store), "--workers", "2"]
     cmd += [
         "--model",
         common["model"],
@@ -246,11 +249,11 @@ def test_resume_after_a_real_kill_gives_the_uninterrupted_store(
     assert rerun.returncode == 0, rerun.stderr
     assert "shards were done already" in rerun.stdout
     resumed = json.loads((store / MANIFEST).read_text())
-    assert resumed["splits"] == reference["splits"] == {"train": 72, "dev": 18, "test": 18}
+    assert resumed["splits"] == reference["splits"] == {"train": 144, "dev": 24, "test": 36}
     assert resumed["sources"] == reference["sources"]
     assert resumed["shards"] == reference["shards"]  # same files, rows and sha256
     assert resumed == reference
     ids = FeatureStore(store).column("id")
-    assert len(ids) == len(set(ids)) == 108
+    assert len(ids) == len(set(ids)) == 204
     assert ids == FeatureStore(tmp_path / "ref").column("id")
     assert not list(store.rglob("*.tmp"))

@@ -66,3 +66,21 @@ def test_pad_value_matches_design_rule(extractor, speech):
     """Padding frames equal max(clip max - 2, -1.5) after normalisation (DESIGN.md)."""
     frames, pad_value = compact_log_mel(speech[2], extractor)
     assert pad_value == pytest.approx(max(float(frames.max()) - 2.0, -1.5), abs=TOLERANCE)
+
+
+def test_extractor_still_saves_after_compact_features(tmp_path, speech):
+    # Computing compact features used to leave a torch tensor on the extractor, and its
+    # save_pretrained() then failed with "Tensor is not JSON serializable".
+    extractor = WhisperFeatureExtractor(feature_size=80)
+    compact_log_mel(speech[0], extractor)
+    extractor.save_pretrained(tmp_path)
+    assert WhisperFeatureExtractor.from_pretrained(tmp_path).feature_size == 80
+
+
+def test_expand_into_a_given_row(speech):
+    extractor = WhisperFeatureExtractor(feature_size=80)
+    frames, pad_value = compact_log_mel(speech[0], extractor)
+    batch = np.zeros((2, 80, N_FRAMES), dtype=np.float32)
+    expand_log_mel(frames, pad_value, out=batch[1])
+    np.testing.assert_array_equal(batch[1], expand_log_mel(frames, pad_value))
+    assert not batch[0].any()

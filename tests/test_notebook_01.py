@@ -31,7 +31,9 @@ def test_notebook_01_builds_the_sample_store(repo_root, tiny_whisper, tmp_path):
     )
     manifest = json.loads((store / "manifest.json").read_text())
     assert manifest["splits"] == {"train": 24, "dev": 6, "test": 6}
-    assert manifest["settings"]["language"] == "swedish"
+    # language None: the Common Voice locale (sv-SE) says Swedish
+    assert manifest["settings"]["language"] == "sv"
+    assert manifest["settings"]["label_prefix"][1] == 50273  # <|sv|>
     assert manifest["settings"]["model"] == str(tiny_whisper)
     assert FeatureStore(store).verify()["rows"] == 36
     for png in (tmp_path / "store-durations.png", tmp_path / "store-log-mel.png"):

@@ -50,7 +50,7 @@ def test_parameters_are_config_fields_with_the_same_defaults(repo_root, notebook
         owner = next((c for c in classes if name in {f.name for f in dataclasses.fields(c)}), None)
         assert owner is not None, f"{notebook}: parameter {name!r} is no field of {classes}"
         hint = typing.get_type_hints(owner)[name]
-        value = convert(owner.__name__, name, hint, ast.literal_eval(info["default"]))
+        value = convert(f"{owner.__name__}.{name}", hint, ast.literal_eval(info["default"]))
         expected = defaults(owner)[name]
         assert value == expected, (
             f"{notebook}: {name} = {value!r}, {owner.__name__} says {expected!r}"

@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from .config import coerce
+from .errors import ConfigError
+
 # Techniques in the order they are applied: tempo first, then pitch, and noise last so that the
 # noise is a flat channel noise rather than something stretched or transposed with the voice.
 TECHNIQUES = ("speed", "pitch", "noise")
@@ -66,12 +69,12 @@ class AugmentConfig:
     p_speed: float = 0.5
     # std of the added Gaussian noise, in full-scale units, drawn uniformly in [min, max]; the
     # seed's "0.0-0.1". 0.1 is loud: about 0 dB SNR on the sample corpus (speech RMS ~0.09)
-    noise_range: tuple[float, float] = (0.0, 0.1)
+    noise_range: tuple[float, ...] = (0.0, 0.1)
     # pitch shift in semitones, drawn uniformly in [min, max]; negative = lower voice
-    pitch_range: tuple[float, float] = (-SEED_PITCH_SEMITONES, SEED_PITCH_SEMITONES)
+    pitch_range: tuple[float, ...] = (-SEED_PITCH_SEMITONES, SEED_PITCH_SEMITONES)
     # tempo factor, drawn uniformly in [min, max]: 2.0 plays twice as fast (half the duration),
     # 0.5 half as fast; the pitch is kept (a time stretch, not a resampling)
-    speed_range: tuple[float, float] = (0.5, 1.5)
+    speed_range: tuple[float, ...] = (0.5, 1.5)
     # augmented copies added per training clip; the original is always kept too. 0 = off
     copies: int = 1
     # base of every random draw, together with the example key and the copy index
@@ -84,45 +87,40 @@ class AugmentConfig:
     keep_unchanged: bool = False
 
     def __post_init__(self):
-        # Coerce what notebooks and YAML hand over (lists, strings) so that AugmentConfig(**params)
-        # works directly, then validate; every message names the parameter it is about.
-        set_ = object.__setattr__
-        set_(self, "techniques", _techniques(self.techniques))
+        # Coerce what notebooks and YAML hand over (lists, strings: utils.config), then validate;
+        # every message names the parameter it is about.
+        coerce(self, "augment")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"augment.{f.name}={value!r} must be a finite number")
+        object.__setattr__(self, "techniques", _techniques(self.techniques))
         for name in ("p_noise", "p_pitch", "p_speed"):
-            p = _number(name, getattr(self, name))
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"augment.{name}: a probability must be in [0, 1], got {p}")
-            set_(self, name, p)
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(
+                    f"augment.{name}: a probability must be in [0, 1], got {getattr(self, name)}"
+                )
         noise = _range("noise_range", self.noise_range)
         if noise[0] < 0 or noise[1] > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"augment.noise_range: amplitudes must be within [0, 1] (full scale), got {noise}"
             )
         pitch = _range("pitch_range", self.pitch_range)
         if max(abs(pitch[0]), abs(pitch[1])) > MAX_PITCH_SEMITONES:
-            raise ValueError(
+            raise ConfigError(
                 f"augment.pitch_range: semitones must be within +-{MAX_PITCH_SEMITONES:g}, got {pitch}"
             )
         speed = _range("speed_range", self.speed_range)
         if speed[0] <= 0:
-            raise ValueError(f"augment.speed_range: factors must be > 0, got {speed}")
+            raise ConfigError(f"augment.speed_range: factors must be > 0, got {speed}")
         if speed[0] < MIN_SPEED or speed[1] > MAX_SPEED:
-            raise ValueError(
+            raise ConfigError(
                 f"augment.speed_range: factors must be within [{MIN_SPEED:g}, {MAX_SPEED:g}], got {speed}"
             )
-        set_(self, "noise_range", noise)
-        set_(self, "pitch_range", pitch)
-        set_(self, "speed_range", speed)
-        copies = _integer("copies", self.copies)
-        if copies < 0:
-            raise ValueError(f"augment.copies: must be >= 0, got {copies}")
-        set_(self, "copies", copies)
-        set_(self, "seed", _integer("seed", self.seed))
-        max_duration = _number("max_duration", self.max_duration)
-        if max_duration <= 0:
-            raise ValueError(f"augment.max_duration: must be > 0 seconds, got {max_duration}")
-        set_(self, "max_duration", max_duration)
-        set_(self, "keep_unchanged", _boolean("keep_unchanged", self.keep_unchanged))
+        if self.copies < 0:
+            raise ConfigError(f"augment.copies: must be >= 0, got {self.copies}")
+        if self.max_duration <= 0:
+            raise ConfigError(f"augment.max_duration: must be > 0 seconds, got {self.max_duration}")
 
     @property
     def enabled(self) -> bool:
@@ -153,7 +151,7 @@ class AugmentConfig:
                     params.setdefault(name, p)
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"augment: unknown parameter(s) {unknown}; known: {sorted(known | {'probability'})}"
             )
         return cls(**params)
@@ -178,7 +176,7 @@ def parse_augment(value: Any, seed: int | None = None) -> AugmentConfig | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValueError(f"augment: expected a dict, a string, a bool or None, got {value!r}")
+        raise ConfigError(f"augment: expected a dict, a string, a bool or None, got {value!r}")
     params = dict(value)
     if seed is not None:
         params.setdefault("seed", seed)
@@ -197,7 +195,7 @@ def _parse_text(text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"augment: not valid JSON ({err}): {text!r}") from err
+            raise ConfigError(f"augment: not valid JSON ({err}): {text!r}") from err
     return {"techniques": text}
 
 
@@ -324,58 +322,22 @@ def _seed_sequence(seed: int, key: str, copy: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(int.from_bytes(digest, "little"))
 
 
-def _techniques(value) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        names = {str(item).strip().lower() for item in items} - {""}
-    except TypeError:
-        raise ValueError(f"augment.techniques: expected a list of names, got {value!r}") from None
-    unknown = sorted(names - set(TECHNIQUES))
+def _techniques(names: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = sorted({n.strip().lower() for n in names} - set(TECHNIQUES) - {""})
     if unknown:
-        raise ValueError(f"augment.techniques: unknown {unknown}; choose from {list(TECHNIQUES)}")
-    return tuple(t for t in TECHNIQUES if t in names)  # canonical order: same config, same manifest
+        raise ConfigError(f"augment.techniques: unknown {unknown}; choose from {list(TECHNIQUES)}")
+    chosen = {n.strip().lower() for n in names}
+    return tuple(
+        t for t in TECHNIQUES if t in chosen
+    )  # canonical order: same config, same manifest
 
 
-def _number(name: str, value) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"augment.{name}: expected a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"augment.{name}: expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"augment.{name}: expected a finite number, got {value!r}")
-    return number
-
-
-def _integer(name: str, value) -> int:
-    number = _number(name, value)
-    if number != int(number):
-        raise ValueError(f"augment.{name}: expected a whole number, got {value!r}")
-    return int(number)
-
-
-def _boolean(name: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0", ""):
-        return False
-    raise ValueError(f"augment.{name}: expected true or false, got {value!r}")
-
-
-def _range(name: str, value) -> tuple[float, float]:
-    pair = value.replace(":", ",").split(",") if isinstance(value, str) else value
-    try:
-        low, high = pair
-    except (TypeError, ValueError):
-        raise ValueError(f"augment.{name}: expected a (min, max) pair, got {value!r}") from None
-    low, high = _number(name, low), _number(name, high)
-    if low > high:
-        raise ValueError(f"augment.{name}: min must not exceed max, got {(low, high)}")
-    return (low, high)
+def _range(name: str, pair: tuple[float, ...]) -> tuple[float, float]:
+    if len(pair) != 2:
+        raise ConfigError(f"augment.{name}={pair!r} must be a (min, max) pair")
+    if pair[0] > pair[1]:
+        raise ConfigError(f"augment.{name}: min must not exceed max, got {pair}")
+    return (pair[0], pair[1])
 
 
 __all__ = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,9 @@ def in_colab() -> bool:
 
 
 def bootstrap(repo: str | Path, mount_drive: bool = False) -> bool:
-    """In Colab: pip-install the repository's requirements and mount Drive when asked.
-    Returns whether this runs in Colab."""
+    """Work from the repository folder; in Colab, pip-install the requirements and mount Drive
+    when asked. Returns whether this runs in Colab."""
+    os.chdir(repo)  # the notebooks' default paths (data/, runs/) are relative to it
     colab = in_colab()
     if colab:
         requirements = Path(repo) / "requirements.txt"

@@ -82,8 +82,8 @@ def _members(hint) -> tuple[list, bool]:
     return [hint], hint is Any
 
 
-def convert(owner: str, name: str, hint, value: Any) -> Any:
-    """`value` as the type `hint` of field `owner.name`, or ConfigError naming it.
+def convert(label: str, hint, value: Any) -> Any:
+    """`value` as the type `hint`, or ConfigError naming it by `label` ("TrainConfig.lora").
 
     Strings (a command line, YAML's "1e-5") are parsed: numbers, true/false/yes/no, none/null,
     comma-separated lists, YAML/JSON mappings.
@@ -94,14 +94,14 @@ def convert(owner: str, name: str, hint, value: Any) -> Any:
     ):
         if optional:
             return None
-        raise ConfigError(f"{owner}.{name}=None: a value is required ({_hint_name(hint)})")
+        raise ConfigError(f"{label}=None: a value is required ({_hint_name(hint)})")
     errors = []
     for member in members:
         try:
             return _convert_one(member, value)
         except (TypeError, ValueError) as err:
             errors.append(str(err))
-    raise ConfigError(f"{owner}.{name}={value!r}: expected {' or '.join(errors)}")
+    raise ConfigError(f"{label}={value!r} must be {' or '.join(errors)}")
 
 
 def _convert_one(hint, value):
@@ -142,14 +142,14 @@ def _convert_one(hint, value):
         if isinstance(value, (str, Path)):
             return str(value)
         raise ValueError("a string")
-    if origin in (tuple, list) or hint in (tuple, list):
+    if origin in (tuple, list, Sequence) or hint in (tuple, list):
         args = [a for a in typing.get_args(hint) if a is not Ellipsis] or [Any]
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, (list, tuple)):
             return tuple(_convert_one(args[0], v) for v in value)
         raise ValueError("a list (or comma-separated values)")
-    if origin is dict or hint is dict:
+    if origin in (dict, Mapping) or hint is dict:
         if isinstance(value, str) and value.strip().startswith("{"):
             import yaml
 
@@ -162,6 +162,17 @@ def _convert_one(hint, value):
     raise ValueError(_hint_name(hint))
 
 
+def coerce(config, label: str | None = None) -> None:
+    """Convert every field of a (frozen) dataclass instance to its declared type, in place: the
+    first line of each config's __post_init__, so that a config built directly from notebook or
+    YAML values is as typed as one built by `from_dict`. Errors name `label.field`."""
+    label = label or type(config).__name__
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = convert(f"{label}.{f.name}", hints[f.name], getattr(config, f.name))
+        object.__setattr__(config, f.name, value)
+
+
 def from_dict(cls, values: Mapping[str, Any]):
     """An instance of dataclass `cls` from {field: value}, each value converted to its field's
     type; unknown names are refused listing the known ones. The dataclass's own __post_init__
@@ -171,11 +182,16 @@ def from_dict(cls, values: Mapping[str, Any]):
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")
-    converted = {k: convert(cls.__name__, k, hints[k], v) for k, v in values.items()}
+    converted = {k: convert(f"{cls.__name__}.{k}", hints[k], v) for k, v in values.items()}
     try:
         return cls(**converted)
     except TypeError as err:  # a required field left out
         raise ConfigError(f"{cls.__name__}: {err}") from None
+
+
+def pick(cls, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `namespace` (a notebook's globals()) that are fields of `cls`."""
+    return {f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace}
 
 
 def replace(config, **changes):
@@ -213,28 +229,37 @@ def parse_set(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
+def _repeatable(hint) -> bool:
+    """Fields that take several values: lists, and free-form ones (a source spec or a list)."""
+    members = _members(hint)[0]
+    return any(m is Any or typing.get_origin(m) in (tuple, list, Sequence) for m in members)
+
+
 def add_arguments(parser: argparse.ArgumentParser, *classes, skip: Sequence[str] = ()) -> None:
     """`--name VALUE` (also `--name-with-dashes`) for every field of the dataclasses, help from
     the field's comment; plus `--config FILE.yaml` and `--set name=value`. Values stay strings
-    here and are converted by `values_from_args`; a bool field given without a value is true."""
-    hints = {}
+    here and are converted by `values_from_args`; a bool field given without a value is true, and
+    a list field may be repeated (`--source a --source b`) or given comma-separated."""
     for cls in classes:
-        hints.update(typing.get_type_hints(cls))
+        hints = typing.get_type_hints(cls)
         docs = field_docs(cls)
         for f in dataclasses.fields(cls):
             if f.name in skip:
                 continue
             flags = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"}, key=len, reverse=True)
             is_bool = bool in _members(hints[f.name])[0]
+            repeat = _repeatable(hints[f.name])
             default = defaults(cls).get(f.name, "required")
+            help_text = docs.get(f.name, "") + ("; repeat for several" if repeat else "")
             parser.add_argument(
                 *flags,
                 dest=f.name,
                 default=argparse.SUPPRESS,
+                action="append" if repeat else "store",
                 nargs="?" if is_bool else None,
                 const="true" if is_bool else None,
                 metavar=f.name.upper(),
-                help=f"{docs.get(f.name, '')} (default: {default!r})",
+                help=f"{help_text} (default: {default!r})",
             )
     parser.add_argument("--config", help="YAML file of option values (the flags override it)")
     parser.add_argument(
@@ -253,7 +278,9 @@ def values_from_args(args: argparse.Namespace, *classes) -> list[dict[str, Any]]
     merged: dict[str, Any] = load_yaml(args.config) if getattr(args, "config", None) else {}
     merged.update(parse_set(getattr(args, "set_values", [])))
     names = [f.name for cls in classes for f in dataclasses.fields(cls)]
-    merged.update({k: v for k, v in vars(args).items() if k in names})
+    for key, value in vars(args).items():
+        if key in names:  # a repeated flag gives a list; once, its one value (maybe "a,b")
+            merged[key] = value[0] if isinstance(value, list) and len(value) == 1 else value
     unknown = sorted(set(merged) - set(names))
     if unknown:
         owners = "/".join(cls.__name__ for cls in classes)

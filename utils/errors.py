@@ -24,6 +24,14 @@ class AudioError(PipelineError):
     """An input that cannot be turned into audio; the message names the file."""
 
 
+class TooLongError(AudioError):
+    """Audio longer than the limit; only the limit's worth was decoded. `seconds` is at least that."""
+
+    def __init__(self, message: str, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
+
+
 class NoSpeechError(AudioError):
     """The audio holds only silence (or is too short to hold speech); the message names the file."""
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE
+from .errors import ModelError
 
 N_FFT = 400  # 25 ms STFT window at 16 kHz
 HOP_LENGTH = 160  # 10 ms hop: 100 frames a second
@@ -35,13 +36,18 @@ def kept_frames(n_samples: int) -> int:
     return (n_samples + N_FFT // 2 - 1) // HOP_LENGTH + 1
 
 
+# Float32 tensors of the mel filter banks seen so far, by the filters' bytes: converting them for
+# every clip would cost more than the STFT. (Kept here, not on the extractor: an attribute there
+# would end up in its JSON and break save_pretrained.)
+_FILTERS: dict[bytes, torch.Tensor] = {}
+
+
 def _mel_filters(feature_extractor) -> torch.Tensor:
-    # Cache the float32 tensor on the extractor: it is rebuilt for every clip otherwise.
-    cached = getattr(feature_extractor, "_compact_mel_filters", None)
-    if cached is None:
-        cached = torch.from_numpy(np.asarray(feature_extractor.mel_filters, dtype=np.float32))
-        feature_extractor._compact_mel_filters = cached
-    return cached
+    filters = np.ascontiguousarray(feature_extractor.mel_filters, dtype=np.float32)
+    key = filters.tobytes()
+    if key not in _FILTERS:
+        _FILTERS[key] = torch.from_numpy(filters)
+    return _FILTERS[key]
 
 
 def compact_log_mel(audio: np.ndarray, feature_extractor) -> tuple[np.ndarray, float]:
@@ -66,10 +72,18 @@ def compact_log_mel(audio: np.ndarray, feature_extractor) -> tuple[np.ndarray, f
     return frames.numpy().astype(np.float16), float(pad_value)
 
 
-def expand_log_mel(frames: np.ndarray, pad_value: float, n_frames: int = N_FRAMES) -> np.ndarray:
-    """Rebuild the full float32 [n_mels, n_frames] window from compact frames and the pad value."""
-    out = np.full((frames.shape[0], n_frames), pad_value, dtype=np.float32)
-    out[:, : frames.shape[1]] = frames
+def expand_log_mel(
+    frames: np.ndarray, pad_value: float, n_frames: int = N_FRAMES, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Rebuild the full float32 [n_mels, n_frames] window from compact frames and the pad value,
+    into `out` when given (a row of a batch: the training collator fills its batch this way)."""
+    if out is None:
+        out = np.empty((frames.shape[0], n_frames), dtype=np.float32)
+    n = min(frames.shape[1], n_frames)
+    # One pass: the frames converted float16 -> float32 in place, then the pad value once over
+    # the rest (no full-window fill that is then overwritten).
+    out[:, :n] = frames[:, :n]
+    out[:, n:] = pad_value
     return out
 
 
@@ -82,10 +96,38 @@ def label_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text).input_ids
 
 
-def load_processor(model: str, language: str | None = None, task: str = "transcribe"):
-    """Load a Whisper processor (feature extractor + tokenizer) with the label prefix set."""
+def load_processor(model: str, language: str | None = None, task: str | None = "transcribe"):
+    """A checkpoint's Whisper processor (feature extractor + tokenizer) with the label prefix set
+    for `language` and `task` (both None: <|startoftranscript|><|notimestamps|>, what an
+    English-only checkpoint was trained with). Raises ModelError naming the checkpoint."""
     from transformers import WhisperProcessor
 
-    processor = WhisperProcessor.from_pretrained(model)
-    processor.tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+    try:
+        processor = WhisperProcessor.from_pretrained(str(model))
+    except Exception as err:  # noqa: BLE001 - missing files, no network, not a Whisper...
+        raise ModelError(
+            f"model {model!r}: cannot load its Whisper feature extractor/tokenizer ({err}). Give a "
+            "Hub id (needs the network or the HF cache) or a local checkpoint directory."
+        ) from err
+    try:
+        processor.tokenizer.set_prefix_tokens(
+            language=language, task=task, predict_timestamps=False
+        )
+    except ValueError as err:
+        raise ModelError(f"model {model!r}: language {language!r} / task {task!r}: {err}") from None
     return processor
+
+
+def load_abilities(model: str):
+    """What a checkpoint can decode (utils.whisper_lang.Abilities), from its generation config
+    and vocabulary, without loading its weights."""
+    from transformers import GenerationConfig
+
+    from .whisper_lang import abilities
+
+    processor = load_processor(model, None, None)
+    try:
+        generation = GenerationConfig.from_pretrained(str(model))
+    except OSError:  # no generation_config.json: an old checkpoint; the vocabulary decides
+        generation = None
+    return abilities(generation, processor.tokenizer.get_vocab())
