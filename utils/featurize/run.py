@@ -258,11 +258,7 @@ def _complete_store(store: Path, settings: dict, verify: bool) -> dict | None:
 def run_feature_pipeline(cfg: FeatureConfig) -> dict:
     """Build (or finish, or check) the feature store of `cfg` and return its manifest; the store
     becomes the latest one (utils.store.latest_store), which notebook 02 trains on by default."""
-    store = (
-        Path(cfg.store)
-        if cfg.store
-        else default_store_path(cfg.source, cfg.model, augment=cfg.augment)
-    )
+    store = store_path(cfg)
     source_options = dict(cfg.source_options)
     if cfg.locale:
         source_options.setdefault("locale", cfg.locale)
