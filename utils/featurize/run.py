@@ -26,7 +26,7 @@ from ..features import MAX_LABEL_TOKENS, label_ids, load_abilities, load_process
 from ..sources import HubSource, Source, combine, subsample
 from .config import FeatureConfig
 from .report import summarize
-from .settings import check_settings, comparable, make_settings, run_language
+from .settings import check_settings, comparable, make_settings, run_language, store_path
 from .workers import (
     EMPTY_TRANSCRIPT,
     LABELS_TOO_LONG,
