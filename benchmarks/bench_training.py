@@ -8,7 +8,7 @@ blog's, on the same machine, data and model architecture, in one run.
   (`feature_extractor.pad`), `Seq2SeqTrainingArguments(per_device_train_batch_size=16,
   gradient_checkpointing=True, fp16=True)` with the blog-era AdamW (`adamw_torch`), no DataLoader
   workers. fp16 needs a GPU, so on CPU it runs in fp32.
-- project: `TrainConfig()` defaults through `utils.training` (same batch 16; gradient
+- project: `TrainConfig()` defaults through `utils.train` (same batch 16; gradient
   checkpointing on with a GPU, as the blog, off on CPU): the compact store read by `FeatureStore`
   + `WhisperStoreCollator`, bf16 where the GPU has it, TF32, fused AdamW, SDPA attention,
   DataLoader workers with pinned memory on a GPU.
@@ -48,9 +48,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from benchmarks.machine import machine  # noqa: E402
-from utils.features import expand_log_mel  # noqa: E402
+from utils.features import expand_log_mel, load_processor  # noqa: E402
 from utils.store import FeatureStore, read_json, write_manifest, write_shard  # noqa: E402
-from utils.training import TrainConfig, WhisperStoreCollator  # noqa: E402
+from utils.train import TrainConfig, WhisperStoreCollator  # noqa: E402
+from utils.train import data as train_data  # noqa: E402
+from utils.train import trainer as train_trainer  # noqa: E402
 
 TARGET_SPEEDUP = 2.5  # issue 3: at least 2.5x the blog's samples/s on the GPU ...
 TARGET_DATA_PATH = 1000  # ... and a data path of at least 1,000 samples/s on 2 cores
@@ -156,16 +158,6 @@ class BlogCollator:
         return batch
 
 
-def load_processor(tiny: Path):
-    from transformers import WhisperProcessor
-
-    processor = WhisperProcessor.from_pretrained(tiny)
-    # Hub Whisper tokenizers pad with <|endoftext|>; the blog's collator relies on it.
-    if processor.tokenizer.pad_token is None:
-        processor.tokenizer.pad_token = processor.tokenizer.eos_token
-    return processor
-
-
 def data_path_speed(store: Path, blog_dataset: Path, tiny: Path, n: int) -> dict[str, float]:
     """Samples/s of each recipe's data path alone: read rows in random order, collate batches."""
     import datasets
@@ -192,7 +184,7 @@ def data_path_speed(store: Path, blog_dataset: Path, tiny: Path, n: int) -> dict
     )
 
     blog = datasets.load_from_disk(str(blog_dataset))
-    blog_collate = BlogCollator(load_processor(tiny), 50258)
+    blog_collate = BlogCollator(load_processor(tiny, "sv", "transcribe"), 50258)
     m = min(n, 20 * BATCH)  # the blog's path is slow: a few batches tell its speed
     order = rng.permutation(len(blog))[:m]
     start = time.perf_counter()
@@ -254,10 +246,8 @@ def run_setup(setup: str, opts) -> dict:
     """Train `setup` for warmup + steps and measure it (runs in its own process)."""
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-    from utils import training
-
     tiny = Path(opts.tiny)
-    processor = load_processor(tiny)
+    processor = load_processor(tiny, "sv", "transcribe")
     model = build_model(tiny, opts.model)
     total = opts.warmup + opts.steps
     out = Path(opts.work) / f"out-{setup}"
@@ -296,7 +286,7 @@ def run_setup(setup: str, opts) -> dict:
         )
         precision, workers, checkpointing = ("fp16" if cuda else "fp32"), 0, True
     else:
-        default = training.use_checkpointing(TrainConfig(store=opts.store))
+        default = train_trainer.use_checkpointing(TrainConfig(store=opts.store))
         checkpointing = default if setup == "project" else not default
         cfg = TrainConfig(
             store=opts.store,
@@ -306,13 +296,15 @@ def run_setup(setup: str, opts) -> dict:
             eval_split="train",  # evaluation is off; the bench store has one split
             eval_max_samples=BATCH,
         )
-        model = training.configure_model(model, cfg, "sv", "transcribe")
-        precision = training.resolve_precision(cfg.precision)
-        workers = training.default_workers()
-        args = training.training_arguments(cfg, out, precision, workers, **quiet)
+        model = train_trainer.configure_model(model, cfg, "sv", "transcribe")
+        precision = train_trainer.resolve_precision(cfg.precision)
+        workers = train_trainer.default_workers()
+        args = train_trainer.training_arguments(cfg, out, precision, workers, **quiet)
         store = FeatureStore(opts.store)
-        train_set, eval_set, grouped = training.load_datasets(store, cfg, workers)
-        trainer = training.make_trainer(model, args, train_set, eval_set, processor, grouped, cfg)
+        train_set, eval_set, grouped = train_data.load_datasets(store, cfg, workers)
+        trainer = train_trainer.make_trainer(
+            model, args, train_set, eval_set, processor, grouped, cfg
+        )
     timer = Timer(opts.warmup)
     trainer.add_callback(timer)
     if torch.cuda.is_available():

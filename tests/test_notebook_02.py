@@ -8,22 +8,31 @@ import papermill as pm
 import pytest
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+from utils.featurize import FeatureConfig, run_feature_pipeline
+
 pytestmark = pytest.mark.slow
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_notebook_02_trains_evaluates_and_reports(repo_root, sample_store, tiny_whisper, tmp_path):
+def test_notebook_02_trains_evaluates_and_reports(repo_root, sample_corpus, tiny_whisper, tmp_path):
     notebook = repo_root / "02_training_pipeline.ipynb"
     # committed clean, with one parameters cell: tests/test_pipeline.py checks every notebook
+    # What notebook 01 made last (here with augmentation, a non-default path) is what notebook 02
+    # trains on when given no store, with the model and language that store was made for.
+    store = tmp_path / "features" / "sv-augmented"
+    run_feature_pipeline(
+        FeatureConfig(
+            source=str(sample_corpus / "sv-SE"), model=str(tiny_whisper), store=str(store),
+            augment={"copies": 1, "p": 1.0}, workers=0,
+        )
+    )  # fmt: skip
     out = tmp_path / "run"
     executed = tmp_path / "02_executed.ipynb"
     pm.execute_notebook(
         str(notebook),
         str(executed),
         parameters={
-            "store": str(sample_store),
-            "model": str(tiny_whisper),
             "output_dir": str(out),
             "max_steps": 4,
             "eval_steps": 2,
@@ -53,6 +62,8 @@ def test_notebook_02_trains_evaluates_and_reports(repo_root, sample_store, tiny_
 
     # Baseline and fine-tuned metrics side by side, and the per-evaluation history.
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["store"] == str(store.resolve()) and metrics["model"] == str(tiny_whisper)
+    assert metrics["train_rows"] == 24 * 2 + 6  # train with its augmented copies, plus dev
     for key in ("baseline", "final"):
         for name in ("wer", "wer_normalized", "cer", "loss"):
             assert metrics[key][name] >= 0, (key, name)

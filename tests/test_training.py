@@ -19,20 +19,20 @@ import pytest
 import torch
 import yaml
 
+from utils.config import add_arguments, from_dict, replace, values_from_args
+from utils.errors import StoreMismatchError
 from utils.features import expand_log_mel
 from utils.store import FeatureStore
-from utils.training import (
-    StoreMismatchError,
+from utils.train import (
     TrainConfig,
     WhisperStoreCollator,
     checkpoint_complete,
     last_complete_checkpoint,
-    load_config,
-    load_model,
-    remove_partial_checkpoints,
     text_metrics,
     train,
 )
+from utils.train.checkpoints import remove_partial_checkpoints
+from utils.train.trainer import configure_model
 
 REPO = Path(__file__).resolve().parent.parent
 SOT = 50258  # <|startoftranscript|>, the decoder start token of every multilingual Whisper
@@ -51,7 +51,7 @@ def quick_config(store, model, output_dir, **changes) -> TrainConfig:
     values = dict(store=str(store), model=str(model), output_dir=str(output_dir), **QUICK)
     values.update(max_steps=2, eval_steps=2, save_steps=2)
     values.update(changes)
-    return TrainConfig.from_dict(values)
+    return from_dict(TrainConfig, values)
 
 
 def subprocess_env() -> dict:
@@ -127,23 +127,55 @@ def test_config_rejects_bad_values_naming_the_field(tmp_path):
     with pytest.raises(ValueError, match="hub_model_id"):
         TrainConfig(store="s", push_to_hub=True)
     with pytest.raises(ValueError, match="unknown TrainConfig field.*'max_step'"):
-        TrainConfig.from_dict({"store": "s", "max_step": 3})
+        from_dict(TrainConfig, {"store": "s", "max_step": 3})
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"store": "s", "lora_targets": ["q_proj"], "max_steps": 9}))
-    cfg = load_config(path, ["max_steps=12", "lora=true", "language=sv", "eval_max_samples=null"])
+    # YAML reads 1e-5 as a string (1.0e-5 would be a float): the config's type decides.
+    path.write_text("store: s\nlora_targets: [q_proj]\nmax_steps: 9\nlearning_rate: 1e-5\n")
+    cfg = parse_cli(
+        ["--config", str(path), "--set", "max_steps=12", "--set", "lora=true", "--language", "sv"]
+        + ["--set", "eval_max_samples=null", "--mask-time-prob", "0.05"]
+    )
     assert (cfg.max_steps, cfg.lora, cfg.language, cfg.lora_targets) == (
         12,
         True,
         "sv",
         ("q_proj",),
     )
-    assert cfg.eval_max_samples is None
+    assert cfg.eval_max_samples is None and cfg.learning_rate == 1e-5 and cfg.mask_time_prob == 0.05
+    assert parse_cli(["--set", "learning_rate=1e-5"]).learning_rate == 1e-5
+    for bad, field in (
+        ("learning_rate=fast", "learning_rate"),
+        ("lora=maybe", "lora"),
+        ("mask_time_prob=abc", "mask_time_prob"),
+        ("max_steps=2.5", "max_steps"),
+    ):
+        with pytest.raises(ValueError, match=rf"TrainConfig\.{field}="):
+            parse_cli(["--set", bad])
+
+
+def parse_cli(argv: list[str]) -> TrainConfig:
+    """TrainConfig as `python -m utils.train` builds it from its (generated) command line."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, TrainConfig)
+    return from_dict(TrainConfig, values_from_args(parser.parse_args(argv), TrainConfig)[0])
+
+
+@pytest.mark.parametrize("bad", ["mask_time_prob=abc", "lora=maybe", "learning_rate=1e-5x"])
+def test_cli_refuses_a_bad_type_naming_the_field(bad):
+    proc = subprocess.run(
+        [sys.executable, "-m", "utils.train", "--set", "store=s", "--set", bad],
+        capture_output=True, text=True, env=subprocess_env(), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"TrainConfig.{bad.split('=')[0]}=" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_big_store_is_read_row_group_by_row_group(sample_store, tiny_whisper, tmp_path):
-    from utils.features import load_processor
     from utils.store import RowGroupSampler
-    from utils.training import load_datasets, make_trainer, training_arguments
+    from utils.train import load_datasets, resolve_model
+    from utils.train.trainer import load_model, make_trainer, training_arguments
 
     cfg = quick_config(sample_store, tiny_whisper, tmp_path)
     store = FeatureStore(sample_store)
@@ -151,17 +183,20 @@ def test_big_store_is_read_row_group_by_row_group(sample_store, tiny_whisper, tm
     assert not grouped  # 1.3 MB fits the reader's cache: plain random order
     assert (len(train_set), len(eval_set)) == (30, 2)
     args = training_arguments(cfg, tmp_path, "fp32", 0)
-    processor = load_processor(str(tiny_whisper), "sv")
-    model = load_model(cfg, "sv", "transcribe")
-    trainer = make_trainer(model, args, train_set, eval_set, processor, True, cfg)
+    run = resolve_model(cfg, store.manifest)
+    model = load_model(cfg, run)
+    trainer = make_trainer(model, args, train_set, eval_set, run.processor, True, cfg)
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, RowGroupSampler)
     assert sorted(sampler) == list(range(len(train_set)))  # every row once per epoch
 
 
 def test_model_knobs_spec_augment_and_frozen_encoder(tiny_whisper, tmp_path):
+    from transformers import WhisperForConditionalGeneration
+
     cfg = TrainConfig(store="s", model=str(tiny_whisper), mask_time_prob=0.05, freeze_encoder=True)
-    model = load_model(cfg, "sv", "transcribe")
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper)
+    model = configure_model(model, cfg, "sv", "transcribe")
     assert model.config.apply_spec_augment and model.config.mask_time_prob == 0.05
     assert not any(p.requires_grad for p in model.model.encoder.parameters())
     assert all(p.requires_grad for p in model.model.decoder.layers.parameters())
@@ -186,7 +221,7 @@ def test_store_for_other_mel_bins_fails_before_training(sample_store, tmp_path):
 
     # The CLI says the same in one line on stderr and exits 2.
     proc = subprocess.run(
-        [sys.executable, "-m", "utils.training", "--set", f"store={sample_store}",
+        [sys.executable, "-m", "utils.train", "--set", f"store={sample_store}",
          "--set", f"model={model_128}", "--set", f"output_dir={out}"],
         capture_output=True, text=True, env=subprocess_env(), timeout=300,
     )  # fmt: skip
@@ -195,7 +230,7 @@ def test_store_for_other_mel_bins_fails_before_training(sample_store, tmp_path):
 
 
 def test_store_for_other_language_or_tokenizer_fails(sample_store, tiny_whisper, tmp_path):
-    with pytest.raises(StoreMismatchError, match=r"'sv' transcripts.*language='it'"):
+    with pytest.raises(StoreMismatchError, match=r"language='sv'.*language='it'"):
         train(quick_config(sample_store, tiny_whisper, tmp_path / "out", language="italian"))
 
     # A store whose labels come from large-v3's tokenizer (its task tokens sit one id higher).
@@ -214,25 +249,26 @@ def test_store_for_other_language_or_tokenizer_fails(sample_store, tiny_whisper,
 
 def test_packed_and_copied_stores_are_read_from_local_disk(sample_store, tiny_whisper, tmp_path):
     from utils.store import pack_store
-    from utils.training import open_store, prepare_run
+    from utils.train import prepare_run
+    from utils.train.locate import open_store
 
     # A packed store (what gdown fetches from Drive) is unpacked once into local_dir, checked,
     # and the run's output goes to runs/<run name> (no Drive mounted here).
     archive = pack_store(sample_store, tmp_path / "sv.tar")
     cfg = quick_config(archive, tiny_whisper, tmp_path / "out", local_dir=str(tmp_path / "local"))
-    run = prepare_run(cfg.replace(output_dir=None))
+    run = prepare_run(replace(cfg, output_dir=None))
     assert run["store"].path == tmp_path / "local" / "sv"
     assert run["store"].manifest == FeatureStore(sample_store).manifest
     assert run["output_dir"] == Path("runs") / f"{tiny_whisper.name}-sv"
     # A store directory (on Drive in Colab) copied to local disk; outputs stay beside the original.
-    cfg = cfg.replace(store=str(sample_store))
-    copied, original = open_store(cfg.replace(copy_to_local=True))
+    cfg = replace(cfg, store=str(sample_store))
+    copied, original = open_store(replace(cfg, copy_to_local=True), str(sample_store))
     assert copied.path == tmp_path / "local" / sample_store.name and original == sample_store
     assert copied.verify()["rows"] == 36
-    run = prepare_run(cfg.replace(output_dir=None, run_name="r1"))
+    run = prepare_run(replace(cfg, output_dir=None, run_name="r1"))
     assert run["output_dir"] == sample_store.parent / f"{sample_store.name}-runs" / "r1"
     with pytest.raises(FileNotFoundError, match="no such directory"):
-        prepare_run(cfg.replace(store=str(tmp_path / "nowhere")))
+        prepare_run(replace(cfg, store=str(tmp_path / "nowhere")))
 
 
 # ------------------------------------------------------------------------------ resume, killed
@@ -266,7 +302,7 @@ def test_killed_run_resumes_from_its_checkpoint(sample_store, tiny_whisper, tmp_
     values = dict(store=str(sample_store), model=str(tiny_whisper), output_dir=str(out), **QUICK)
     values.update(max_steps=6, save_steps=2, eval_steps=6, save_total_limit=3)
     config.write_text(yaml.safe_dump(values))
-    command = [sys.executable, "-m", "utils.training", "--config", str(config)]
+    command = [sys.executable, "-m", "utils.train", "--config", str(config)]
 
     proc = subprocess.Popen(
         command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -327,7 +363,7 @@ def test_torchrun_two_processes_on_cpu(sample_store, tiny_whisper, tmp_path):
         "2",
     ]
     proc = subprocess.run(
-        [*torchrun, "-m", "utils.training", "--config", str(config)],
+        [*torchrun, "-m", "utils.train", "--config", str(config)],
         env=env, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -118,9 +118,10 @@ def load_processor(model: str, language: str | None = None, task: str | None = "
     return processor
 
 
-def load_abilities(model: str):
-    """What a checkpoint can decode (utils.whisper_lang.Abilities), from its generation config
-    and vocabulary, without loading its weights."""
+def load_checkpoint(model: str):
+    """(processor, abilities) of a checkpoint without loading its weights: its Whisper processor
+    (label prefix not set yet) and what it can decode (utils.whisper_lang.Abilities, from its
+    generation config, or its vocabulary when that config predates `lang_to_id`)."""
     from transformers import GenerationConfig
 
     from .whisper_lang import abilities
@@ -130,4 +131,29 @@ def load_abilities(model: str):
         generation = GenerationConfig.from_pretrained(str(model))
     except OSError:  # no generation_config.json: an old checkpoint; the vocabulary decides
         generation = None
-    return abilities(generation, processor.tokenizer.get_vocab())
+    return processor, abilities(generation, processor.tokenizer.get_vocab())
+
+
+def set_label_prefix(processor, abilities, language: str | None, task: str) -> list[int]:
+    """Set the tokenizer's label prefix for a (checked) language and task; return its ids.
+    English-only checkpoints get <|startoftranscript|><|notimestamps|>, what they were trained on."""
+    prefix_language, prefix_task = abilities.prefix_settings(language, task)
+    processor.tokenizer.set_prefix_tokens(
+        language=prefix_language, task=prefix_task, predict_timestamps=False
+    )
+    return list(processor.tokenizer.prefix_tokens)
+
+
+def fill_generation_config(generation, tokenizer, abilities) -> None:
+    """Give a generation config what transformers' Whisper `generate` looks up, when the
+    checkpoint's predates it (no lang_to_id/task_to_id/is_multilingual): the ids come from its
+    own tokenizer, so `generate(language=..., task=...)` works on old checkpoints too."""
+    ids = tokenizer.convert_tokens_to_ids
+    if getattr(generation, "is_multilingual", None) is None:
+        generation.is_multilingual = abilities.multilingual
+    if abilities.multilingual and not getattr(generation, "lang_to_id", None):
+        generation.lang_to_id = {f"<|{c}|>": ids(f"<|{c}|>") for c in abilities.languages}
+    if abilities.multilingual and not getattr(generation, "task_to_id", None):
+        generation.task_to_id = {t: ids(f"<|{t}|>") for t in abilities.tasks}
+    if getattr(generation, "no_timestamps_token_id", None) is None:
+        generation.no_timestamps_token_id = ids("<|notimestamps|>")

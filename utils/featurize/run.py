@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .. import store as st
 from ..errors import ConfigError
-from ..features import MAX_LABEL_TOKENS, label_ids, load_abilities, load_processor
+from ..features import MAX_LABEL_TOKENS, label_ids, load_checkpoint, set_label_prefix
 from ..sources import HubSource, Source, combine, subsample
 from .config import FeatureConfig
 from .report import summarize
@@ -268,9 +268,9 @@ def run_feature_pipeline(cfg: FeatureConfig) -> dict:
         start_forkserver()
     sources = combine(list(cfg.source), **source_options)
     plan = _plan(cfg, sources)
-    abilities = load_abilities(cfg.model)
+    processor, abilities = load_checkpoint(cfg.model)
     language, task = run_language(cfg, sources, abilities)
-    processor = load_processor(cfg.model, *abilities.prefix_settings(language, task))
+    set_label_prefix(processor, abilities, language, task)
     settings = make_settings(cfg, sources, processor, language, task, plan)
     with st.hold(store, "feature store"):
         check_settings(store, settings)
