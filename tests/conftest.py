@@ -92,6 +92,10 @@ def inference_app(tmp_path_factory, tiny_whisper):
     # max_duration 20 s lets a test send an over-long file cheaply.
     cmd = [sys.executable, "-m", "utils.app", "--model", str(tiny_whisper), "--port", str(port)]
     cmd += ["--max-new-tokens", "8", "--cpu-threads", "1", "--max-duration", "20"]
+    # independent windows, greedy only: random timestamps would steer a seek loop anywhere
+    cmd += ["--strategy", "windows", "--temperatures", "0.0"]
+    # the media server of the tests is on 127.0.0.1: allowed here, refused by default
+    cmd += ["--allow-private-links"]
     log = root / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

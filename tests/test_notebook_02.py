@@ -41,7 +41,7 @@ def test_notebook_02_trains_evaluates_and_reports(repo_root, sample_corpus, tiny
             "warmup_steps": 0,
             "eval_max_samples": 2,
             "generation_max_length": 6,
-            "extra": {"logging_steps": 1, "dataloader_workers": 0},
+            "extra": {"logging_steps": 1, "dataloader_workers": 0, "longform_eval_minutes": 0},
         },
         cwd=str(repo_root),
         kernel_name="python3",

@@ -32,7 +32,7 @@ def store_copy(sample_store, tmp_path) -> Path:
 def test_manifest_counts_and_settings(sample_store):
     store = FeatureStore(sample_store)
     m = store.manifest
-    assert m["format"] == 1
+    assert m["format"] == 2
     assert m["splits"] == {"train": 24, "dev": 6, "test": 6}
     assert m["sources"] == {"cv-sv-SE": {"train": 24, "dev": 6, "test": 6}}
     assert m["skipped"] == {} and m["skipped_clips"] == []
@@ -58,7 +58,22 @@ def test_dataset_items(sample_store):
     ids = [ds[i]["id"] for i in range(len(ds))]
     assert len(set(ids)) == 30 and all(i.startswith("common_voice_sv-SE_") for i in ids)
     item = ds[0]
-    assert set(item) == {"features", "pad_value", "labels", "id", "text", "source"}
+    assert set(item) == {
+        "features",
+        "pad_value",
+        "labels",
+        "id",
+        "text",
+        "source",
+        "speech",
+        "training",
+    }
+    # where speech starts and ends (timestamp labels): inside the clip, on the 20 ms grid
+    start, end = item["speech"]
+    assert 0 <= start < end <= item["features"].shape[1] / 100 + 0.02 and not item["training"]
+    assert round(start / 0.02, 4) == round(start / 0.02) and round(end / 0.02, 4) == round(
+        end / 0.02
+    )
     assert item["features"].dtype == np.float16 and item["features"].shape[0] == 80
     assert 100 < item["features"].shape[1] < N_FRAMES  # a few seconds: only the frames with audio
     assert item["labels"][:4] == [50258, 50273, 50359, 50363] and item["labels"][-1] == 50257

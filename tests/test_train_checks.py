@@ -13,7 +13,7 @@ from utils.config import from_dict, replace
 from utils.errors import ConfigError, ModelError, StoreError
 from utils.featurize import FeatureConfig, run_feature_pipeline
 from utils.models.tiny_random import build_tiny_whisper
-from utils.store import hold
+from utils.store import FeatureStore, hold
 from utils.train import TrainConfig, prepare_run, train
 from utils.train.report import history_from_log, model_card, task_words
 
@@ -24,6 +24,7 @@ QUICK = dict(
     warmup_steps=0,
     logging_steps=1,
     dataloader_workers=0,
+    longform_eval_minutes=0,  # random weights: long-form evaluation is tested on tiny.en
     max_steps=2,
     eval_steps=2,
     save_steps=2,
@@ -216,3 +217,40 @@ def test_model_card_names_the_language_and_task():
     )
     assert "transcription of Swedish speech" in card and "any language" not in card
     assert "| base `openai/whisper-small` (no fine-tuning) | 40.00 | 30.00 | 10.00 |" in card
+
+
+def test_collator_gives_a_share_of_training_labels_timestamps_and_previous_text(sample_store):
+    from utils.train import WhisperStoreCollator
+
+    store = FeatureStore(sample_store)
+    train = store.dataset(["train"])
+    train.training = True
+    items = [train[i] for i in range(16)]
+    notimestamps, prev = 50363, 50361  # multilingual ids (the tiny test model's)
+    collate = WhisperStoreCollator(50258, no_timestamps_id=notimestamps, prev_token_id=prev,
+                                   timestamp_share=0.5, prompt_share=0.5, seed=1)  # fmt: skip
+    batches = [collate(items) for _ in range(20)]
+    stamped = prompted = 0
+    for batch in batches:
+        labels, inputs = batch["labels"], batch.get("decoder_input_ids")
+        for b, item in enumerate(items):
+            row = [t for t in labels[b].tolist() if t != -100]
+            if notimestamps not in row:  # timestamps instead: speech start ... speech end
+                stamped += 1
+                start, end = item["speech"]
+                assert row[2] == notimestamps + 1 + round(start / 0.02)
+                assert (
+                    row[-2] == max(row[2], notimestamps + 1 + round(end / 0.02))
+                    and row[-1] == 50257
+                )
+            if inputs is not None and inputs[b, 0].item() == prev:
+                prompted += 1  # previous text first, not learned: its labels are -100
+                k = inputs[b].tolist().index(50258)
+                assert (
+                    all(t == -100 for t in labels[b, :k].tolist()) and labels[b, k].item() == row[0]
+                )
+    assert 0.3 < stamped / 320 < 0.7 and 0.3 < prompted / 320 < 0.7
+    # evaluation items are never changed
+    evaluation = store.dataset(["test"])
+    batch = collate([evaluation[i] for i in range(6)])
+    assert "decoder_input_ids" not in batch and (batch["labels"] == notimestamps).sum() == 6

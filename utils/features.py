@@ -87,6 +87,27 @@ def expand_log_mel(
     return out
 
 
+# Speech is where a 20 ms frame is within 35 dB of the clip's loudest and above -60 dBFS: the
+# breath-quiet lead-in and tail of a recording are not speech, quiet consonants inside are.
+SPEECH_BELOW_PEAK_DB = 35.0
+SPEECH_FLOOR_DBFS = -60.0
+SPEECH_FRAME = SAMPLE_RATE // 50  # 20 ms, Whisper's timestamp step
+
+
+def speech_bounds(audio: np.ndarray) -> tuple[float, float]:
+    """(start, end) of the speech in a clip, in seconds on Whisper's 20 ms grid; the whole clip
+    when no frame stands out (silence is skipped before, this is for timestamp labels)."""
+    n = len(audio) // SPEECH_FRAME
+    if n == 0:
+        return 0.0, len(audio) / SAMPLE_RATE
+    frames = np.asarray(audio[: n * SPEECH_FRAME], dtype=np.float64).reshape(n, SPEECH_FRAME)
+    db = 20 * np.log10(np.maximum(np.sqrt((frames**2).mean(axis=1)), 1e-10))
+    loud = np.flatnonzero((db >= db.max() - SPEECH_BELOW_PEAK_DB) & (db >= SPEECH_FLOOR_DBFS))
+    if loud.size == 0:
+        return 0.0, n * SPEECH_FRAME / SAMPLE_RATE
+    return loud[0] * 0.02, (loud[-1] + 1) * 0.02
+
+
 def label_ids(tokenizer, text: str) -> list[int]:
     """Token ids of a transcript with the tokenizer's language/task prefix and <|endoftext|>.
 

@@ -18,7 +18,7 @@ import torch
 from ..audio import SAMPLE_RATE, load_audio
 from ..augment import copies_for_store, parse_augment
 from ..errors import TooLongError
-from ..features import compact_log_mel
+from ..features import compact_log_mel, speech_bounds
 
 # Skip reasons (manifest keys); the per-clip entry adds a detail naming the file or the numbers.
 TOO_LONG = "too_long"
@@ -81,6 +81,7 @@ def featurize(example, labels: list[int]) -> dict:
     rows = []
     for wave, row_id, applied in variants:
         frames, pad_value = compact_log_mel(wave, state.extractor)
+        speech_start, speech_end = speech_bounds(wave)
         rows.append(
             {
                 "id": row_id,
@@ -93,6 +94,8 @@ def featurize(example, labels: list[int]) -> dict:
                 "pad_value": pad_value,
                 "duration": len(wave) / SAMPLE_RATE,
                 "augment": applied,
+                "speech_start": speech_start,
+                "speech_end": speech_end,
             }
         )
     return {"rows": rows}

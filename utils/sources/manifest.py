@@ -168,4 +168,5 @@ class ManifestSource(Source):
             "dev_fraction": self.dev_fraction,
             "test_fraction": self.test_fraction,
             "quoting": self.quoting,
+            "audio_root": str(self.root) if self.root != self.base else None,
         }

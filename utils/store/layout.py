@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..errors import StoreError
 
-FORMAT = 1  # bump when the layout or the row schema changes incompatibly
+FORMAT = 2  # bump when the layout or the row schema changes incompatibly (2: speech bounds)
 MANIFEST = "manifest.json"
 SETTINGS = "settings.json"
 SHARDS = "shards"
@@ -51,10 +51,22 @@ SCHEMA = pa.schema(
         pa.field("pad_value", pa.float32(), nullable=False),
         pa.field("duration", pa.float32(), nullable=False),
         pa.field("augment", pa.string(), nullable=False),  # JSON of what was applied, "" = none
+        # where speech starts and ends in the clip (seconds): timestamp labels for training
+        pa.field("speech_start", pa.float32(), nullable=False),
+        pa.field("speech_end", pa.float32(), nullable=False),
     ]
 )
 # Everything but the features: small, read eagerly for the whole dataset.
-LIGHT_COLUMNS = ["id", "source", "text", "labels", "n_frames", "pad_value"]
+LIGHT_COLUMNS = [
+    "id",
+    "source",
+    "text",
+    "labels",
+    "n_frames",
+    "pad_value",
+    "speech_start",
+    "speech_end",
+]
 
 
 def safe_name(name: str) -> str:

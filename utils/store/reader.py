@@ -44,6 +44,11 @@ def check_manifest(path: Path, manifest) -> dict:
     """The manifest when it is a format-{FORMAT} store manifest that agrees with itself (shards
     inside the store, counts that add up), else StoreError naming the problem."""
     where = path / MANIFEST
+    if isinstance(manifest, dict) and manifest.get("format") in range(1, FORMAT):
+        raise StoreError(
+            f"{where}: a store of an older format ({manifest['format']}, now {FORMAT}): build it "
+            "again with notebook 01 (or `python -m utils.featurize`) into a new folder"
+        )
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(f"{where}: not a format-{FORMAT} store manifest")
     shards = manifest.get("shards")
@@ -223,6 +228,15 @@ class FeatureDataset(torch.utils.data.Dataset):
         self._sources = table.column("source").to_pylist()
         self._n_frames = table.column("n_frames").to_numpy()
         self._pad = table.column("pad_value").to_numpy()
+        self._speech = (
+            np.stack(
+                [table.column("speech_start").to_numpy(), table.column("speech_end").to_numpy()],
+                axis=1,
+            )
+            if table.num_rows
+            else np.zeros((0, 2), np.float32)
+        )
+        self.training = False  # set by training: its collator then varies the labels
         labels = table.column("labels").combine_chunks()
         self._label_offsets = np.asarray(labels.offsets)
         self._label_values = np.asarray(labels.values)
@@ -292,6 +306,8 @@ class FeatureDataset(torch.utils.data.Dataset):
             "id": self._ids[i],
             "text": self._texts[i],
             "source": self._sources[i],
+            "speech": (float(self._speech[i, 0]), float(self._speech[i, 1])),
+            "training": self.training,
         }
 
     def grouped_order(self, seed: int = 0) -> list[int]:

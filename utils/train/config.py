@@ -60,6 +60,17 @@ class TrainConfig:
     eval_split: str = EVAL_SPLIT
     # only these store sources (None: all of them), for training and evaluation
     sources: tuple[str, ...] | None = None
+    # more store splits to report WER on, base model and fine-tuned (e.g. a second held-out set)
+    extra_eval_splits: tuple[str, ...] = ()
+    # share of training labels given the clip's speech start and end as timestamp tokens, so the
+    # model keeps predicting timestamps (long-form transcription seeks by them); distil-whisper: 0.2
+    timestamp_share: float = 0.2
+    # share of training examples given another clip's text as previous text, so the model keeps
+    # using context (long-form transcription conditions on it); distil-whisper: 0.1
+    prompt_share: float = 0.1
+    # also report WER on a recording stitched from this many minutes of the eval split's audio
+    # (base model and fine-tuned), transcribed long-form; 0: off. Needs the sources' audio on disk
+    longform_eval_minutes: float = 2.0
     # optimizer steps
     max_steps: int = 4000
     # clips per device per step (the Whisper fine-tuning blog's 16 for whisper-small)
@@ -144,7 +155,15 @@ class TrainConfig:
                 fail(name, "must be a positive integer or None")
         if self.learning_rate <= 0:
             fail("learning_rate", "must be a number > 0")
-        for name in ("mask_time_prob", "mask_feature_prob", "lora_dropout"):
+        if self.longform_eval_minutes < 0:
+            fail("longform_eval_minutes", "must be >= 0")
+        for name in (
+            "mask_time_prob",
+            "mask_feature_prob",
+            "lora_dropout",
+            "timestamp_share",
+            "prompt_share",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 fail(name, "must be a probability in [0, 1]")
         if self.lora and (self.lora_r < 1 or self.lora_alpha <= 0 or not self.lora_targets):

@@ -30,6 +30,9 @@ pipeline ({{ steps }} steps on {{ device }}).
 {% if baseline %}| base `{{ base }}` (no fine-tuning) | {{ baseline.wer }} | {{ baseline.wer_normalized }} | {{ baseline.cer }} |
 {% endif %}| fine-tuned (step {{ steps }}) | {{ final.wer }} | {{ final.wer_normalized }} | {{ final.cer }} |
 
+{% for name, result in extra.items() %}| `{{ name }}` split: base | {{ result.baseline.wer }} | {{ result.baseline.wer_normalized }} | {{ result.baseline.cer }} |
+| `{{ name }}` split: fine-tuned | {{ result.final.wer }} | {{ result.final.wer_normalized }} | {{ result.final.cer }} |
+{% endfor %}
 WER normalized: after Whisper's BasicTextNormalizer (lower case, punctuation removed).
 
 ## Training data
@@ -210,7 +213,8 @@ def model_card(metrics: dict, manifest: dict) -> str:
         ("precision", metrics.get("precision")),
         ("devices", metrics.get("world_size", 1)),
     ]
-    rates = lambda m: {k: fmt((m or {}).get(k)) for k in METRIC_NAMES} if m else None  # noqa: E731
+    table = lambda m: {k: fmt((m or {}).get(k)) for k in METRIC_NAMES}  # noqa: E731
+    rates = lambda m: table(m) if m else None  # noqa: E731
     card = ModelCard.from_template(
         data,
         template_str=CARD_TEMPLATE,
@@ -223,6 +227,10 @@ def model_card(metrics: dict, manifest: dict) -> str:
         eval_rows=metrics.get("eval_rows"),
         baseline=rates(metrics.get("baseline")),
         final=rates(metrics["final"]),
+        extra={
+            name: {"baseline": table(r.get("baseline")), "final": table(r.get("final"))}
+            for name, r in (metrics.get("extra_evaluations") or {}).items()
+        },
         store=metrics["store"],
         store_model=settings.get("model"),
         n_mels=settings.get("n_mels"),

@@ -40,6 +40,7 @@ from .checks import RunModel, check_store_matches_model, resolve_model
 from .config import TrainConfig
 from .data import load_datasets
 from .locate import DRIVE_ROOT, locate_store, open_store, store_spec
+from .longform_eval import longform_wer, stitched_audio
 from .metrics import strip_prefix
 from .report import fmt, history_from_log, push_results, wer_table_markdown, write_results
 from .trainer import (
@@ -53,6 +54,8 @@ from .trainer import (
 )
 
 log = logging.getLogger(__name__)
+
+LONGFORM = "long-form"  # the extra evaluation on a stitched recording
 
 
 def default_run_name(model: str, language: str | None, task: str) -> str:
@@ -171,11 +174,21 @@ def _train(cfg: TrainConfig, prepared: dict, output_dir: Path) -> dict:
         precision, describe_device(), args.world_size, output_dir,
     )  # fmt: skip
 
+    extra_sets = {
+        split: store.dataset([split], sources=list(cfg.sources) if cfg.sources else None)
+        for split in cfg.extra_eval_splits
+    }
     baseline = read_json(output_dir / BASELINE_FILE) if cfg.baseline else None
     if cfg.baseline and baseline is None:
         log.info("evaluating the base model (baseline) ...")
         baseline = strip_prefix(trainer.evaluate(metric_key_prefix="eval"))
+        baseline["extra"] = {
+            split: evaluate(trainer, rows, split) for split, rows in extra_sets.items()
+        }
         if main:
+            recording = longform_recording(cfg, prepared, eval_set)
+            if recording is not None:
+                baseline["extra"][LONGFORM] = longform_wer(run.model, *recording)
             write_json_atomic(output_dir / BASELINE_FILE, baseline)
 
     resume = last_complete_checkpoint(output_dir)
@@ -192,8 +205,23 @@ def _train(cfg: TrainConfig, prepared: dict, output_dir: Path) -> dict:
         (e for e in reversed(log_history) if "eval_wer" in e and e["step"] == step), None
     )
     final = strip_prefix(last_eval or trainer.evaluate(metric_key_prefix="eval"))
+    extra = {
+        split: {
+            "baseline": ((baseline or {}).get("extra") or {}).get(split),
+            "final": evaluate(trainer, rows, split),
+        }
+        for split, rows in extra_sets.items()
+    }
 
     save_final_model(trainer, run.processor, output_dir, cfg)
+    baseline_longform = ((baseline or {}).get("extra") or {}).get(LONGFORM)
+    if main and baseline_longform is not None:
+        recording = longform_recording(cfg, prepared, eval_set)
+        if recording is not None:
+            extra[LONGFORM] = {
+                "baseline": baseline_longform,
+                "final": longform_wer(output_dir, *recording),
+            }
     metrics = {
         "run_name": cfg.run_name,
         "model": run.model,
@@ -209,6 +237,7 @@ def _train(cfg: TrainConfig, prepared: dict, output_dir: Path) -> dict:
         "train_rows": len(train_set),
         "baseline": baseline,
         "final": final,
+        "extra_evaluations": extra,
         "history": history_from_log(log_history, baseline),
         "train": {
             "global_step": step,
@@ -227,6 +256,28 @@ def _train(cfg: TrainConfig, prepared: dict, output_dir: Path) -> dict:
             write_json_atomic(output_dir / METRICS_FILE, metrics)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def longform_recording(cfg: TrainConfig, prepared: dict, eval_set):
+    """The stitched eval recording (audio, reference) of this run, or None (off, or no audio)."""
+    if cfg.longform_eval_minutes <= 0:
+        return None
+    ids = {eval_set[i]["id"] for i in range(len(eval_set))}
+    recording = stitched_audio(
+        prepared["manifest"], cfg.eval_split, ids, cfg.longform_eval_minutes, cfg.seed
+    )
+    if recording is None:
+        log.info("long-form evaluation skipped: the eval split's audio is not on disk")
+    return recording
+
+
+def evaluate(trainer, dataset, split: str) -> dict:
+    """WER/CER of the trainer's model on another split of the store."""
+    log.info("evaluating on the %s split ...", split)
+    prefix = f"eval_{split}"
+    return strip_prefix(
+        trainer.evaluate(eval_dataset=dataset, metric_key_prefix=prefix), prefix + "_"
+    )
 
 
 def save_final_model(trainer, processor, output_dir: Path, cfg: TrainConfig) -> None:
