@@ -1,7 +1,7 @@
 # The two commands a newcomer needs (see README.md).
 PYTHON ?= python3
 
-.PHONY: setup test lint pipeline
+.PHONY: setup test test-colab lint pipeline
 
 setup:
 	bash scripts/setup.sh
@@ -11,6 +11,11 @@ test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m pytest -q
+
+# The suite again on Google Colab's stack: Python 3.13 with Colab's versions pinned
+# (scripts/colab-stack.txt) in .venv-colab. Needs the system packages of `make setup`.
+test-colab: setup
+	bash scripts/colab_stack.sh $(PYTEST_ARGS)
 
 lint:
 	$(PYTHON) -m ruff check --fix .

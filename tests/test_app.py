@@ -1,16 +1,18 @@
-"""The Gradio app, really launched (`python -m utils.app`, tiny Whisper) and called through
+"""The Gradio app, really launched (`python -m utils.app`, the real tiny.en) and called through
 gradio_client like any API user: audio, video, microphone and URL inputs, every kind of bad input,
 the files it hands out, its queue settings, cleanup, and notebook 03 under papermill.
 
-Random weights make the words garbage; the tests check structure: an answer that is not an error,
-a string, three files that parse, and for bad input the message the user sees.
+Each good input is an English sentence of the sample corpus: the answer must be its text (WER
+bound), with TXT/SRT/VTT files that parse; for bad input, the message the user sees.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import http.server
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,12 +21,14 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import jiwer
 import nbformat
 import numpy as np
 import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
 from utils.app import build_app, check_url
 from utils.audio import SAMPLE_RATE, ffmpeg_exe, load_audio
@@ -32,7 +36,8 @@ from utils.audio import SAMPLE_RATE, ffmpeg_exe, load_audio
 from .test_transcription import FAST, assert_increasing, parse_srt, parse_vtt
 
 REPO = Path(__file__).resolve().parent.parent
-OPTIONS = ("auto", "transcribe", True)  # language, task, timestamps as the UI sends them
+# language, task, timestamps as the UI sends them; the menu of an English-only model offers "en" only
+OPTIONS = ("en", "transcribe", True)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,26 @@ def client(inference_app, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip(sample_corpus) -> Path:
-    return sorted((sample_corpus / "sv-SE" / "clips").glob("*.mp3"))[0]
+    """An English test clip, held out of training (its sentence is in SENTENCES)."""
+    return sample_corpus / "en" / "clips" / sentence_row(sample_corpus)["path"]
+
+
+# A held-out test sentence that zero-shot tiny.en transcribes word for word on the sample corpus
+# ("The river was frozen for most of January."): a wrong answer here is the app's fault.
+CLIP = "common_voice_en_44188638.mp3"
+
+
+def sentence_row(corpus: Path) -> dict:
+    with open(corpus / "en" / "test.tsv", newline="") as f:
+        rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return next(row for row in rows if row["path"] == CLIP)
+
+
+def close_to_sentence(text: str, corpus: Path, bound: float = 0.2) -> bool:
+    """Whether `text` (timestamps stripped) is the clip's sentence up to a normalized WER bound."""
+    norm = BasicTextNormalizer()
+    said = norm(re.sub(r"\[[^\]]*\]", " ", text))
+    return jiwer.wer(norm(sentence_row(corpus)["sentence"]), said) <= bound
 
 
 @pytest.fixture(scope="module")
@@ -133,38 +157,47 @@ def duration_of(path: Path) -> float:
     return len(load_audio(path)) / SAMPLE_RATE
 
 
-def test_audio_file(client, media):
-    check_answer(
+def test_audio_file(client, media, sample_corpus):
+    text = check_answer(
         client.predict(handle_file(media["clip"]), *OPTIONS, api_name="/transcribe_audio"),
         duration_of(media["clip"]),
     )
-    # explicit language, translation, no timestamps: one line of plain text
+    assert close_to_sentence(text, sample_corpus), text
+    # explicit language, no timestamps: one line of plain text
     text, _, summary = client.predict(
-        handle_file(media["clip"]), "sv", "translate", False, api_name="/transcribe_audio"
+        handle_file(media["clip"]), "en", "transcribe", False, api_name="/transcribe_audio"
     )
-    assert "`sv`" in summary and "translate" in summary and "[" not in text
+    assert "`en`" in summary and "[" not in text and close_to_sentence(text, sample_corpus)
+    # an English-only checkpoint's menus offer neither another language nor translation
+    for language, task in (("sv", "transcribe"), ("en", "translate")):
+        with pytest.raises(AppError, match="not in the list of choices"):
+            client.predict(
+                handle_file(media["clip"]), language, task, False, api_name="/transcribe_audio"
+            )
 
 
-def test_microphone(client, media):
-    check_answer(
+def test_microphone(client, media, sample_corpus):
+    text = check_answer(
         client.predict(
             handle_file(media["recording"]), *OPTIONS, api_name="/transcribe_microphone"
         ),
         duration_of(media["recording"]),
     )
+    assert close_to_sentence(text, sample_corpus), text
 
 
-def test_video_file(client, media):
-    check_answer(
+def test_video_file(client, media, sample_corpus):
+    text = check_answer(
         client.predict(handle_file(media["video"]), *OPTIONS, api_name="/transcribe_video"),
         duration_of(media["clip"]) + 0.1,  # the container may pad the audio track a little
     )
+    assert close_to_sentence(text, sample_corpus), text
 
 
-def test_url(client, media_server, media):
+def test_url(client, media_server, media, sample_corpus):
     answer = client.predict(f"{media_server}/interview.mp3", *OPTIONS, api_name="/transcribe_url")
-    check_answer(answer, duration_of(media["clip"]) + 0.1)
-    assert "interview.mp3" in answer[2]
+    text = check_answer(answer, duration_of(media["clip"]) + 0.1)
+    assert "interview.mp3" in answer[2] and close_to_sentence(text, sample_corpus), text
 
 
 @pytest.mark.parametrize(

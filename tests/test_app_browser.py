@@ -6,10 +6,13 @@ is saved to artifacts/app.png (git-ignored) as the test's artifact.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+
+from .test_app import close_to_sentence, sentence_row
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -31,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_upload_transcribe_in_browser(inference_app, sample_corpus):
-    clip = sorted((sample_corpus / "sv-SE" / "clips").glob("*.mp3"))[0]
+    clip = sample_corpus / "en" / "clips" / sentence_row(sample_corpus)["path"]
     artifacts = REPO / "artifacts"
     artifacts.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:
@@ -55,5 +58,6 @@ def test_upload_transcribe_in_browser(inference_app, sample_corpus):
             page.screenshot(path=str(artifacts / "app.png"), full_page=True)
         finally:
             browser.close()
-    assert text.startswith("[00:00.") and "→" in text  # timestamped lines
+    assert re.match(r"\[\d\d:\d\d\.\d{3} → \d\d:\d\d\.\d{3}\] ", text), text  # timestamped lines
+    assert close_to_sentence(text, sample_corpus), text  # the real tiny.en: the sentence said
     assert clip.name in summary and "language" in summary

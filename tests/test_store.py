@@ -227,3 +227,19 @@ def test_copy_to_local_resumes_and_skips_done_work(sample_store, tmp_path):
     copy_to_local(sample_store, dest).verify()
     assert shard.stat().st_mtime_ns == stamp  # intact shards were not copied again
     assert json.loads((dest / MANIFEST).read_text()) == FeatureStore(sample_store).manifest
+
+
+def test_free_space_is_checked_before_writing(tmp_path):
+    from utils.store import check_free_space
+
+    store = tmp_path / "a" / "new" / "store"  # not made yet: its nearest folder's disk counts
+    assert check_free_space(store, 100) == 100 * 80_000
+    assert check_free_space(store, 100, n_mels=128) == 100 * 128_000
+    # a billion clips (80 TB) do not fit on this machine's disk: said before anything is written
+    with pytest.raises(StoreError, match=r"store: 1000000000 clips need about 80,000,000 MB, only"):
+        check_free_space(store, 10**9)
+    assert not store.exists()
+    # on Drive the message points at the quota (a Drive mount cannot exist here: free is given)
+    drive = tmp_path / "content" / "drive" / "MyDrive" / "store"
+    with pytest.raises(StoreError, match="Google Drive quota"):
+        check_free_space(drive, 1000, free=10_000_000)

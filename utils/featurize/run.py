@@ -138,9 +138,11 @@ def _extract(cfg: FeatureConfig, store: Path, sources: list[Source], plan: dict,
     slots: list = []  # records and _Shards in store order; _Shards become records once written
     pending: deque = deque()  # (shard, async result or results) in submission order
     window = max(1, workers) * TASKS_PER_WORKER
-    bar = tqdm(
-        total=_count_examples(cfg, sources, plan), unit="clip", desc="features", mininterval=1.0
-    )
+    total = _count_examples(cfg, sources, plan)
+    if total is not None:
+        copies = 1 + (cfg.augment or {}).get("copies", 1) if cfg.augment else 1
+        st.check_free_space(store, total * copies, processor.feature_extractor.feature_size)
+    bar = tqdm(total=total, unit="clip", desc="features", mininterval=1.0)
 
     def collect_one() -> None:
         shard, task = pending.popleft()

@@ -3,6 +3,7 @@
 open_source("data/cv-corpus-sample/sv-SE")                       # Common Voice locale dir
 open_source("cv-corpus-17.0-2024-03-15", locale="sv-SE")          # release root + locale
 open_source("cv-corpus-21.0-2025-03-14-sv-SE.tar.gz")             # archive, extracted once
+open_source("mdc:<dataset id>", locale="sv-SE")                   # from Mozilla Data Collective
 open_source("hf:fixie-ai/common_voice_17_0", config="sv-SE")      # Hub parquet mirror
 open_source("hf:google/fleurs?config=sv_se&revision=refs/convert/parquet&text_column=transcription")
 open_source("my_recordings.csv", test_fraction=0.1)               # bring your own data
@@ -27,6 +28,7 @@ from .base import Source
 from .common_voice import open_common_voice
 from .hub import HubSource
 from .manifest import ManifestSource
+from .mdc import download_mdc
 
 # Options that mean nothing to a kind of source and are dropped for it (a shared locale=... picks
 # a Common Voice locale; Hub datasets take config=..., manifests have none).
@@ -60,11 +62,13 @@ def open_source(spec: str | Path | Mapping[str, Any], **options: Any) -> Source:
         (or any folder above the locale) with locale="sv-SE";
       - a Common Voice archive (.tar.gz/.tgz/.tar) as downloaded from Mozilla Data Collective,
         extracted once into cache_dir (default "<archive>.extracted/"), then read as a dir;
+      - "mdc:<dataset id>": that archive downloaded from Mozilla Data Collective first (utils.
+        sources.mdc: official client, resumed, verified; "?sample=true" for the dataset's sample);
       - a .csv/.tsv manifest (see ManifestSource);
       - "hf:<repo id or local dataset dir>" (see HubSource).
     options (by kind): name (override the source name), splits (which splits, default train/dev/test),
       locale, cache_dir (Common Voice); dev_fraction, test_fraction, audio_root, quoting
-      (manifest); config, revision, audio_column, text_column, id_column, streaming, split_names,
+      (manifest); download_dir, sample (mdc); config, revision, audio_column, text_column, id_column, streaming, split_names,
       token, cache_dir (Hub).
     Options inside the spec (mapping or "?k=v") take precedence over keyword options.
     """
@@ -72,6 +76,9 @@ def open_source(spec: str | Path | Mapping[str, Any], **options: Any) -> Source:
     options = {**options, **own}
     if spec.startswith("hf:"):
         return HubSource(spec[3:], **_take(options, HubSource, spec, drop=LOCALE_OPTIONS))
+    if spec.startswith("mdc:"):
+        sample = convert(f"{spec}: sample", bool, options.pop("sample", False))
+        spec = str(download_mdc(spec[4:], options.pop("download_dir", None), sample))
     path = Path(spec).expanduser()
     if not path.exists():
         raise SourceError(f"source not found: {spec}")

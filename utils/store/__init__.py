@@ -24,6 +24,7 @@ from .lock import hold
 from .reader import FeatureDataset, FeatureStore, RowGroupSampler
 from .transfer import copy_to_local, fetch_store, pack_store, unpack_store
 from .writer import (
+    check_free_space,
     done_shard,
     remove_shard,
     remove_tmp_files,
@@ -34,6 +35,7 @@ from .writer import (
 )
 
 __all__ = [
+    "check_free_space",
     "FORMAT",
     "MANIFEST",
     "SCHEMA",

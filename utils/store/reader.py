@@ -54,6 +54,19 @@ def check_manifest(path: Path, manifest) -> dict:
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
         raise StoreError(f"{where}: no list of shards")
+
+    def mapping(value, what: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise StoreError(f"{where}: {what} is not a mapping")
+        return value
+
+    claimed = mapping(manifest.get("splits"), "'splits'")
+    claimed_sources = {
+        name: mapping(counts, f"source {name!r}")
+        for name, counts in mapping(manifest.get("sources"), "'sources'").items()
+    }
     splits, sources = Counter(), {}
     for shard in shards:
         try:
@@ -64,12 +77,12 @@ def check_manifest(path: Path, manifest) -> dict:
             raise StoreError(f"{where}: a shard entry is malformed ({err})") from None
         splits[split] += rows
         sources.setdefault(source, Counter())[split] += rows
-    claimed = {k: v for k, v in (manifest.get("splits") or {}).items() if v}
+    claimed = {k: v for k, v in claimed.items() if v}
     if claimed != {k: v for k, v in splits.items() if v}:
         raise StoreError(
             f"{where}: the manifest counts {claimed} clips per split, its shards hold {dict(splits)}"
         )
-    for source, counts in (manifest.get("sources") or {}).items():
+    for source, counts in claimed_sources.items():
         if {k: v for k, v in counts.items() if v} != {
             k: v for k, v in sources.get(source, {}).items() if v
         }:

@@ -87,7 +87,7 @@ def download(
                 time.sleep(POLL_SECONDS)
                 if _folder_bytes(folder) > max_bytes:
                     raise StoreError(
-                        f"store archive {id_or_url!r}: larger than {max_bytes / 1e6:,.0f} MB; "
+                        f"store archive {id_or_url!r}: larger than {max_bytes / 1e6:,.1f} MB; "
                         "stopped (pass max_bytes=... if it really is that big)"
                     )
                 if time.monotonic() - started > deadline:

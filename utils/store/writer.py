@@ -8,6 +8,7 @@ features are made: the feature pipeline hands it rows.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .layout import (
     MANIFEST,
     ROW_GROUP_ROWS,
     SCHEMA,
+    directory_bytes,
     inside,
     read_json,
     sha256_file,
@@ -26,6 +28,38 @@ from .layout import (
     tmp_path,
     write_json_atomic,
 )
+
+# What one clip costs in a store, at most: a 5-second Common Voice clip's 500 frames x 80 mels in
+# float16 (80 KB) before compression; stores measure ~35 KB a clip (benchmarks/RESULTS.md).
+BYTES_PER_CLIP = 80_000
+
+
+def check_free_space(
+    store: str | Path, clips: int, n_mels: int = 80, free: int | None = None
+) -> int:
+    """Stop before writing when the store's disk (a Google Drive quota, in Colab) cannot hold
+    `clips` more clips; returns the estimate in bytes. `free` overrides the disk's own figure."""
+    from ..errors import StoreError
+
+    need = clips * BYTES_PER_CLIP * n_mels // 80
+    if Path(store).is_dir():  # a resumed run: what is written already needs no new space
+        need = max(0, need - directory_bytes(store))
+    where = Path(store).absolute()
+    while not where.exists():  # the store folder may not be made yet
+        where = where.parent
+    free = shutil.disk_usage(where).free if free is None else free
+    if free < need:
+        drive = (
+            " (your Google Drive quota: free space on drive.google.com)"
+            if "/drive/" in str(Path(store).absolute())
+            else ""
+        )
+        raise StoreError(
+            f"{store}: {clips} clips need about {need / 1e6:,.0f} MB, only {free / 1e6:,.0f} MB "
+            f"is free there{drive}; free space, choose another store folder, or keep fewer clips "
+            "(fraction=..., count=...)"
+        )
+    return need
 
 
 def rows_to_table(rows: Sequence[dict]) -> pa.Table:

@@ -17,12 +17,16 @@ def format_timestamp(seconds: float, decimal: str = ".") -> str:
 def cues(transcript, words: bool = False) -> list[tuple[float, float, str]]:
     """(start, end, text) of each cue: one per segment, or one per word when `words` (segments
     without word times stay whole)."""
-    out = []
+    out, last = [], 0.0
     for s in transcript.segments:
         if words and s.words:
-            out += [(w.start, max(w.end, w.start + 0.02), w.text) for w in s.words]
+            for w in s.words:  # a player shows no 0-ms cue: 20 ms at least, never overlapping
+                start = round(max(w.start, last), 3)
+                last = round(max(w.end, start + 0.02), 3)
+                out.append((start, last, w.text))
         else:
             out.append((s.start, s.end, s.text))
+            last = s.end
     return out
 
 
