@@ -92,7 +92,8 @@ def test_pip_honours_the_pins(tmp_path):
 
     pins = tmp_path / "constraints.txt"
     pins.write_text(f"numpy=={numpy.__version__}\n")
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "-q", "-c", str(pins)]
+    # --no-index: pip decides from the constraints alone, without asking any index
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-q", "-c", str(pins)]
     proc = subprocess.run([*cmd, f"numpy!={numpy.__version__}"], capture_output=True, text=True)
     assert proc.returncode != 0 and "conflict" in (proc.stdout + proc.stderr).lower()
 

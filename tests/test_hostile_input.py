@@ -307,3 +307,34 @@ def test_store_manifests_give_a_store_or_a_named_error(tmp_path_factory, manifes
     else:
         for shard in checked["shards"]:
             assert (folder / shard["file"]).resolve().is_relative_to(folder.resolve())
+
+
+# --- manifests that would quietly lose rows, and a store that cannot be written -----------------
+
+
+def test_an_unbalanced_quote_and_a_header_only_manifest_are_named(tmp_path):
+    for name in ("a.mp3", "b.mp3", "c.mp3"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "quote.csv").write_text(
+        'path,sentence\na.mp3,"Hello there\nb.mp3,two\nc.mp3,three\n'
+    )
+    with pytest.raises(SourceError, match=r"quote\.csv, row 2: a quoted field runs over 3 lines"):
+        list(ManifestSource(tmp_path / "quote.csv").examples("train"))
+    (tmp_path / "header.csv").write_text("path,sentence\n")
+    with pytest.raises(SourceError, match=r"header\.csv: no rows under the header"):
+        ManifestSource(tmp_path / "header.csv")
+
+
+def test_an_unwritable_store_folder_is_one_line_not_a_traceback(tmp_path, tiny_whisper):
+    # root ignores file modes, so "unwritable" is made the way that stops root too: a file where
+    # the store's parent folder should be
+    (tmp_path / "afile").write_text("x")
+    run = subprocess.run(
+        [sys.executable, "-m", "utils.featurize", "--source", str(SV), "--model", str(tiny_whisper)]
+        + ["--store", str(tmp_path / "afile" / "store")],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().endswith(
+        "afile/store: cannot write the feature store here (Not a directory)"
+    )

@@ -183,6 +183,9 @@ def training_arguments(
         dataloader_num_workers=workers,
         dataloader_pin_memory=cuda,
         dataloader_persistent_workers=workers > 0,
+        # Workers start from a clean server process, not fork(): by now this process runs threads
+        # (torch, tokenizers), and fork() under threads may deadlock (Python 3.13 warns).
+        dataloader_multiprocessing_context="forkserver" if workers > 0 else None,
         # Our dataset items carry compact frames the collator needs: keep every key.
         remove_unused_columns=False,
         label_names=["labels"],
