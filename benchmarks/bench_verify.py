@@ -47,7 +47,9 @@ def main() -> int:
             dataset[i]["features"]
         read_s = time.perf_counter() - started
     print(machine())
-    print(f"store: {figures['rows']:,} rows in {figures['shards']} shards, {figures['bytes'] / 1e6:,.0f} MB")
+    print(
+        f"store: {figures['rows']:,} rows in {figures['shards']} shards, {figures['bytes'] / 1e6:,.0f} MB"
+    )
     print(f"verify():          {verify_s:6.2f} s  ({figures['bytes'] / 1e6 / verify_s:,.0f} MB/s)")
     print(f"one reading pass:  {read_s:6.2f} s  ({args.rows / read_s:,.0f} rows/s)")
     print(f"verify / one pass: {verify_s / read_s:.3f}x")

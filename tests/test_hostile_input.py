@@ -78,8 +78,8 @@ def test_a_crafted_split_name_never_becomes_a_path(store_copy, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     edit_manifest(store_copy, lambda m: m["shards"][0].update(split="../../victim.txt"))
-    with pytest.raises(StoreError):
-        FeatureStore(store_copy).verify()
+    with pytest.raises(StoreError, match=r"manifest\.json: split name '\.\./\.\./victim\.txt'"):
+        FeatureStore(store_copy)
     assert victim.read_text() == "keep me"
 
 

@@ -5,6 +5,7 @@ Every run is a few steps of batch 2 with 2 evaluation clips and short generation
 file stays within a few minutes on 2 CPU cores.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -190,6 +191,42 @@ def test_big_store_is_read_row_group_by_row_group(sample_store, tiny_whisper, tm
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, RowGroupSampler)
     assert sorted(sampler) == list(range(len(train_set)))  # every row once per epoch
+
+
+def test_the_trainer_feeds_timestamps_and_previous_text_in_their_shares(
+    sample_store, tiny_whisper, tmp_path
+):
+    """What the run's own trainer hands the model (its train dataloader), not a hand-made
+    collator: with both shares at 1, every training label carries timestamps and previous text;
+    evaluation stays plain; with both at 0, training labels are plain too."""
+    from utils.train import load_datasets, resolve_model
+    from utils.train.trainer import load_model, make_trainer, training_arguments
+
+    store = FeatureStore(sample_store)
+    for share in (1.0, 0.0):
+        cfg = dataclasses.replace(
+            quick_config(sample_store, tiny_whisper, tmp_path / str(share)),
+            timestamp_share=share,
+            prompt_share=share,
+        )
+        train_set, eval_set, _ = load_datasets(store, cfg, workers=0)
+        run = resolve_model(cfg, store.manifest)
+        args = training_arguments(cfg, tmp_path / str(share), "fp32", 0)
+        trainer = make_trainer(
+            load_model(cfg, run), args, train_set, eval_set, run.processor, False, cfg
+        )
+        tokenizer = run.processor.tokenizer
+        first_timestamp = tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
+        batch = next(iter(trainer.get_train_dataloader()))
+        stamped = [(row >= first_timestamp).sum().item() for row in batch["labels"]]
+        if share:
+            assert all(n >= 2 for n in stamped)  # speech start and end of each clip
+            prev = tokenizer.convert_tokens_to_ids("<|startofprev|>")
+            assert (batch["decoder_input_ids"][:, 0] == prev).all()
+        else:
+            assert not any(stamped) and "decoder_input_ids" not in batch
+        eval_batch = next(iter(trainer.get_eval_dataloader()))
+        assert not (eval_batch["labels"] >= first_timestamp).any()
 
 
 def test_model_knobs_spec_augment_and_frozen_encoder(tiny_whisper, tmp_path):

@@ -106,9 +106,9 @@ def installed_versions() -> dict[str, str]:
     }
 
 
-def install_missing(requirements: Path, notebook: str, dry_run: bool = False) -> list[str]:
+def install_missing(requirements: Path, notebook: str) -> list[str]:
     """pip-install what `notebook` ("01", "02", "03") needs and lacks, with every installed KEEP
-    package pinned to its version; returns the pip command (run unless dry_run)."""
+    package pinned to its version; returns what was installed."""
     installed = installed_versions()
     install, kept = plan_install(read_sections(requirements, SECTIONS[notebook]), installed)
     for line in kept:
@@ -116,15 +116,14 @@ def install_missing(requirements: Path, notebook: str, dry_run: bool = False) ->
     if not install:
         log.info("all requirements of notebook %s are installed", notebook)
         return []
-    pins = "".join(f"{n}=={installed[n]}\n" for n in KEEP if n in installed)
-    with tempfile.NamedTemporaryFile("w", suffix="-constraints.txt", delete=False) as f:
-        f.write(pins)
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "-c", f.name, *install]
-    if dry_run:
-        cmd[4:4] = ["--dry-run"]
-    log.info("installing: %s", " ".join(install))
-    subprocess.run(cmd, check=True)
-    return cmd
+    with tempfile.TemporaryDirectory() as tmp:
+        pins = Path(tmp) / "constraints.txt"
+        pins.write_text("".join(f"{n}=={installed[n]}\n" for n in KEEP if n in installed))
+        log.info("installing: %s", " ".join(install))
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "-c", str(pins), *install], check=True
+        )
+    return install
 
 
 def bootstrap(repo: str | Path, mount_drive: bool = False, notebook: str = "03") -> bool:

@@ -68,8 +68,8 @@ def open_source(spec: str | Path | Mapping[str, Any], **options: Any) -> Source:
       - "hf:<repo id or local dataset dir>" (see HubSource).
     options (by kind): name (override the source name), splits (which splits, default train/dev/test),
       locale, cache_dir (Common Voice); dev_fraction, test_fraction, audio_root, quoting
-      (manifest); download_dir, sample (mdc); config, revision, audio_column, text_column, id_column, streaming, split_names,
-      token, cache_dir (Hub).
+      (manifest); download_dir, sample (mdc); config, revision, audio_column, text_column,
+      id_column, streaming, split_names, token, cache_dir (Hub).
     Options inside the spec (mapping or "?k=v") take precedence over keyword options.
     """
     spec, own = parse_spec(spec)

@@ -24,6 +24,7 @@ from .layout import (
     FORMAT,
     LIGHT_COLUMNS,
     MANIFEST,
+    NAME_RE,
     SCHEMA,
     SHARDS,
     inside,
@@ -75,6 +76,8 @@ def check_manifest(path: Path, manifest) -> dict:
             split, source = str(shard["split"]), str(shard["source"])
         except (KeyError, TypeError, ValueError) as err:
             raise StoreError(f"{where}: a shard entry is malformed ({err})") from None
+        if not NAME_RE.match(split):  # a split name becomes part of file names on a rerun
+            raise StoreError(f"{where}: split name {split!r}: only letters, digits, '.', '_', '-'")
         splits[split] += rows
         sources.setdefault(source, Counter())[split] += rows
     claimed = {k: v for k, v in claimed.items() if v}

@@ -228,8 +228,14 @@ def make_trainer(
                 return RowGroupSampler(dataset, seed=self.args.data_seed or self.args.seed)
             return super()._get_train_sampler(dataset)
 
+    ids = processor.tokenizer.convert_tokens_to_ids
     collator = WhisperStoreCollator(
-        decoder_start_token_id=base_config(model).decoder_start_token_id
+        decoder_start_token_id=base_config(model).decoder_start_token_id,
+        no_timestamps_id=ids("<|notimestamps|>"),
+        prev_token_id=ids("<|startofprev|>"),
+        timestamp_share=cfg.timestamp_share,
+        prompt_share=cfg.prompt_share,
+        seed=cfg.seed,
     )
     callbacks = (
         [tensorboard_callback(Path(args.output_dir))] if "tensorboard" in cfg.report_to else None
