@@ -19,6 +19,7 @@ the same table on both: what the timestamp labels keep of long-form ability.
 
     python benchmarks/bench_longform.py [--minutes 8] [--threads 2] [--finetune 100]
                                         [--runs ctranslate2/streams,fw-batched,...]
+                                        [--options '{"batch_size": 16}']
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def fine_tune(model: str, work: Path, steps: int, timestamp_share: float) -> Pat
     return out
 
 
-def run_one(kind: str, model: str, ct2: str, wav: str, threads: int) -> dict:
+def run_one(kind: str, model: str, ct2: str, wav: str, threads: int, options: dict) -> dict:
     """Transcribe `wav` once with `kind`; runs inside a fresh subprocess."""
     audio = load_audio(wav)
     started = time.perf_counter()
@@ -122,7 +123,7 @@ def run_one(kind: str, model: str, ct2: str, wav: str, threads: int) -> dict:
             language="en",
             strategy=strategy,
             cpu_threads=threads,
-            **json.loads(os.environ.get("BENCH_OPTIONS", "{}")),
+            **options,
         )
         transcriber = Transcriber(ct2 if backend == "ctranslate2" else model, opts, backend=backend)
         loaded = time.perf_counter()
@@ -152,10 +153,10 @@ def run_one(kind: str, model: str, ct2: str, wav: str, threads: int) -> dict:
     }
 
 
-def measure(kind: str, model: Path, ct2: Path, wav: Path, threads: int) -> dict:
+def measure(kind: str, model: Path, ct2: Path, wav: Path, args) -> dict:
     """Run one measurement in a fresh subprocess (its own peak memory) and return its figures."""
     cmd = [sys.executable, __file__, "--_one", kind, "--_paths", str(model), str(ct2), str(wav)]
-    cmd += ["--threads", str(threads)]
+    cmd += ["--threads", str(args.threads), "--options", args.options]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
@@ -163,7 +164,7 @@ def measure(kind: str, model: Path, ct2: Path, wav: Path, threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def table(name: str, model: Path, wav: Path, said: str, kinds: list[str], threads: int) -> dict:
+def table(name: str, model: Path, wav: Path, said: str, kinds: list[str], args) -> dict:
     """Every run of `kinds` on one model; prints a row each and the default's ratios."""
     from utils.train.metrics import text_metrics
     from utils.transcribe import export_ctranslate2
@@ -174,7 +175,7 @@ def table(name: str, model: Path, wav: Path, said: str, kinds: list[str], thread
     )
     results = {}
     for kind in kinds:
-        r = measure(kind, model, ct2, wav, threads)
+        r = measure(kind, model, ct2, wav, args)
         r["wer"] = text_metrics([r.pop("text")], [said])["wer_normalized"]  # percent
         results[kind] = r
         print(
@@ -203,12 +204,17 @@ def main() -> int:
     p.add_argument("--finetune", type=int, default=0, help="also fine-tune this many steps")
     p.add_argument("--work", type=Path, default=None, help="keep models/recording here")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument(
+        "--options",
+        default="{}",
+        help="this project's TranscribeOptions, JSON: '{\"batch_size\": 16}'",
+    )
     p.add_argument("--_one", help=argparse.SUPPRESS)
     p.add_argument("--_paths", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args._one:  # child process: one measurement, JSON on the last stdout line
-        print(json.dumps(run_one(args._one, *args._paths, args.threads)))
+        print(json.dumps(run_one(args._one, *args._paths, args.threads, json.loads(args.options))))
         return 0
 
     from utils.models.tiny_en import tiny_en_checkpoint
@@ -231,9 +237,7 @@ def main() -> int:
             for share in (0.2, 0.0):
                 label = f"fine-tuned {args.finetune} steps, timestamp_share {share}"
                 models[label] = fine_tune(str(model), work, args.finetune, share)
-        results = {
-            name: table(name, m, wav, said, kinds, args.threads) for name, m in models.items()
-        }
+        results = {name: table(name, m, wav, said, kinds, args) for name, m in models.items()}
         print("\ncommand: python benchmarks/bench_longform.py " + " ".join(sys.argv[1:]))
         if args.json:
             args.json.write_text(json.dumps({"seconds": seconds, "results": results}, indent=2))

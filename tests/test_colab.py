@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from scripts.set_repository import FILES, named, set_repository
 from utils.colab import KEEP, SECTIONS, plan_install, read_sections
@@ -20,7 +22,7 @@ def colab_stack(repo_root) -> dict[str, str]:
     """Colab's versions: the pins the Python 3.13 CI run uses, plus other preinstalled packages."""
     pins = (repo_root / "scripts" / "colab-stack.txt").read_text().splitlines()
     stack = dict(line.split("==") for line in pins if line and not line.startswith("#"))
-    stack = {name.lower().replace("_", "-"): version for name, version in stack.items()}
+    stack = {canonicalize_name(name): version for name, version in stack.items()}
     return stack | {
         "gradio-client": "2.4.0",
         "soxr": "0.5.0",
@@ -39,10 +41,7 @@ APP_ONLY = {"gradio", "gradio-client", "ctranslate2", "faster-whisper", "yt-dlp"
 
 
 def names(lines):
-    return {
-        line.split(">")[0].split("=")[0].split("<")[0].strip().lower().replace("_", "-")
-        for line in lines
-    }
+    return {canonicalize_name(Requirement(line).name) for line in lines}
 
 
 def test_each_notebook_reads_its_own_sections(repo_root):

@@ -59,10 +59,6 @@ def secret(name: str) -> str | None:
         return None
 
 
-def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
-
-
 def read_sections(requirements: Path, sections: tuple[str, ...]) -> list[str]:
     """The requirement lines of requirements.txt under the given "# [section]" headers."""
     lines, current = [], None
@@ -82,11 +78,12 @@ def plan_install(requirements: list[str], installed: dict[str, str]) -> tuple[li
     in KEEP that is installed at all: that one is kept, with a line saying what the project wants.
     """
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     install, kept = [], []
     for line in requirements:
         req = Requirement(line)
-        name = _name(req.name)
+        name = canonicalize_name(req.name)
         have = installed.get(name)
         if have is not None and req.specifier.contains(have, prereleases=True):
             continue
@@ -98,9 +95,11 @@ def plan_install(requirements: list[str], installed: dict[str, str]) -> tuple[li
 
 
 def installed_versions() -> dict[str, str]:
-    """{normalized name: version} of every installed distribution."""
+    """{canonical name: version} of every installed distribution."""
+    from packaging.utils import canonicalize_name
+
     return {
-        _name(d.metadata["Name"]): d.version
+        canonicalize_name(d.metadata["Name"]): d.version
         for d in importlib.metadata.distributions()
         if d.metadata["Name"]
     }

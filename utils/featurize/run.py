@@ -140,7 +140,7 @@ def _extract(cfg: FeatureConfig, store: Path, sources: list[Source], plan: dict,
     window = max(1, workers) * TASKS_PER_WORKER
     total = _count_examples(cfg, sources, plan)
     if total is not None:
-        copies = 1 + (cfg.augment or {}).get("copies", 1) if cfg.augment else 1
+        copies = 1 + cfg.augment.get("copies", 1) if cfg.augment else 1  # augmented copies too
         st.check_free_space(store, total * copies, processor.feature_extractor.feature_size)
     bar = tqdm(total=total, unit="clip", desc="features", mininterval=1.0)
 

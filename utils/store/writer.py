@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import StoreError
 from .layout import (
     COMPRESSION,
     MANIFEST,
@@ -39,8 +40,6 @@ def check_free_space(
 ) -> int:
     """Stop before writing when the store's disk (a Google Drive quota, in Colab) cannot hold
     `clips` more clips; returns the estimate in bytes. `free` overrides the disk's own figure."""
-    from ..errors import StoreError
-
     need = clips * BYTES_PER_CLIP * n_mels // 80
     if Path(store).is_dir():  # a resumed run: what is written already needs no new space
         need = max(0, need - directory_bytes(store))

@@ -22,7 +22,7 @@ from ..errors import AudioError, ConfigError, NoSpeechError, TooLongError
 from ..whisper_lang import language_code
 from .longform import RawSegment, transcribe_streams
 from .options import TranscribeOptions
-from .timing import Word
+from .timing import Word, fit_words
 from .windows import WINDOW_SECONDS, is_silent, plan_streams, plan_windows
 
 MIN_SEGMENT_SECONDS = 0.02  # one timestamp step: the shortest cue a subtitle file gets
@@ -71,22 +71,10 @@ def clean_segments(raw: list[tuple], duration: float | None = None) -> list[Segm
                 out[-1] = last._replace(text=f"{last.text} {text}", words=last.words + words)
                 continue
             start = max(0.0, end - MIN_SEGMENT_SECONDS)
-        words = _monotonic(words, start, end)
+        words = tuple(fit_words(words, start, end))  # alignment may overlap neighbours
         out.append(Segment(round(start, 3), round(end, 3), text, words))
         prev_end = out[-1].end
     return out
-
-
-def _monotonic(words, start: float, end: float) -> tuple[Word, ...]:
-    """Words clamped into [start, end], each starting where the one before ended at the earliest
-    (cross-attention alignment may overlap neighbours by a frame)."""
-    out, last = [], start
-    for w in words:
-        s = round(min(max(w.start, last), end), 3)
-        e = round(min(max(w.end, s), end), 3)
-        out.append(Word(s, e, w.text, w.probability))
-        last = e
-    return tuple(out)
 
 
 def merge_per_window(segments: list[Segment], duration: float) -> list[Segment]:
