@@ -5,7 +5,10 @@ The model is OpenAI's Whisper tiny.en (real weights, rebuilt offline by utils.mo
 any checkpoint given with --model. The recording is stitched from the English sample corpus's
 held-out sentences (test.tsv and dev.tsv: never trained on), shuffled, with 0.4-1.4 s pauses
 between them, repeated until --minutes. Each run is a fresh subprocess (its own peak memory), on the
-same CPU threads, greedy decoding with each library's temperature fallback:
+same CPU threads, greedy decoding with each library's temperature fallback (with --repeat N, N
+runs each and the median time: a shared VM's timings vary by 10-20 % from run to run; with
+--recordings N, N recordings shuffled differently, times summed and WER over all their words: one
+recording's WER moves by +-2 points with where the model happens to skip or repeat a sentence):
 
   <backend>/<strategy>  utils.transcribe, backend transformers or ctranslate2 (the CTranslate2
                         export of the same weights, float32); strategy streams (the default),
@@ -17,7 +20,8 @@ same CPU threads, greedy decoding with each library's temperature fallback:
 once with timestamp labels (timestamp_share 0.2, the default) and once without (0.0), and runs
 the same table on both: what the timestamp labels keep of long-form ability.
 
-    python benchmarks/bench_longform.py [--minutes 8] [--threads 2] [--finetune 100]
+    python benchmarks/bench_longform.py [--minutes 8] [--threads 2] [--finetune 100] [--repeat 3]
+                                        [--recordings 5]
                                         [--runs ctranslate2/streams,fw-batched,...]
                                         [--options '{"batch_size": 16}']
 """
@@ -56,16 +60,16 @@ RUNS = (*OURS, "fw-batched", "fw-sequential")
 DEFAULT = "ctranslate2/streams"  # what the app and the CLI use on a CPU
 
 
-def make_recording(minutes: float, out: Path) -> tuple[float, str]:
-    """Stitch the held-out sentences (shuffled, with pauses) until `minutes`; write a 16 kHz wav.
-    Returns its length in seconds and the text said."""
+def make_recording(minutes: float, out: Path, seed: int = 0) -> tuple[float, str]:
+    """Stitch the held-out sentences (shuffled by `seed`, with pauses) until `minutes`; write a
+    16 kHz wav. Returns its length in seconds and the text said."""
     import soundfile as sf
 
     rows = []
     for split in HELD_OUT:
         with open(ENGLISH / f"{split}.tsv", encoding="utf-8", newline="") as f:
             rows += list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     parts, texts, total, target = [], [], 0, int(minutes * 60 * SAMPLE_RATE)
     while total < target:
         for i in rng.permutation(len(rows)):
@@ -129,6 +133,7 @@ def run_one(kind: str, model: str, ct2: str, wav: str, threads: int, options: di
         loaded = time.perf_counter()
         result = transcriber.transcribe(audio)
         segments = [(s.start, s.end, s.text) for s in result.segments]
+        windows = result.info["windows"]
     else:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -139,6 +144,7 @@ def run_one(kind: str, model: str, ct2: str, wav: str, threads: int, options: di
         else:
             out, _ = fw.transcribe(audio, language="en", beam_size=1)
         segments = [(s.start, s.end, s.text) for s in out]  # decoding happens here (lazy)
+        windows = None  # faster-whisper does not say
     done = time.perf_counter()
     return {
         "kind": kind,
@@ -146,6 +152,7 @@ def run_one(kind: str, model: str, ct2: str, wav: str, threads: int, options: di
         "transcribe_s": done - loaded,
         "text": " ".join(text.strip() for _, _, text in segments),
         "segments": len(segments),
+        "windows": windows,
         "longest_gap_s": max((b[0] - a[1] for a, b in pairwise(segments)), default=0.0),
         # VmHWM, not getrusage: at exec the kernel carries the parent's peak into RUSAGE_SELF
         "peak_rss_mb": int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
@@ -164,23 +171,39 @@ def measure(kind: str, model: Path, ct2: Path, wav: Path, args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def table(name: str, model: Path, wav: Path, said: str, kinds: list[str], args) -> dict:
-    """Every run of `kinds` on one model; prints a row each and the default's ratios."""
+def table(name: str, model: Path, recordings: list[tuple[Path, str]], kinds: list[str], args):
+    """Every run of `kinds` on one model over every recording (times summed, WER over all their
+    words); prints a row each and the default's ratios."""
     from utils.train.metrics import text_metrics
     from utils.transcribe import export_ctranslate2
 
-    ct2 = export_ctranslate2(model, wav.parent / f"ct2-{len(os.listdir(wav.parent))}")
+    work = recordings[0][0].parent
+    ct2 = export_ctranslate2(model, work / f"ct2-{len(os.listdir(work))}")
     print(
-        f"\n## {name}\n| run | seconds | WER % | longest gap s | peak RSS MB |\n|---|---:|---:|---:|---:|"
+        f"\n## {name}\n| run | seconds | WER % | longest gap s | windows | peak RSS MB |\n"
+        "|---|---:|---:|---:|---:|---:|"
     )
     results = {}
     for kind in kinds:
-        r = measure(kind, model, ct2, wav, args)
-        r["wer"] = text_metrics([r.pop("text")], [said])["wer_normalized"]  # percent
+        per_recording = []
+        for wav, _ in recordings:
+            runs = [measure(kind, model, ct2, wav, args) for _ in range(args.repeat)]
+            runs[0]["transcribe_s"] = float(np.median([run["transcribe_s"] for run in runs]))
+            per_recording.append(runs[0])  # greedy decoding: every run gives the same text
+        r = {
+            "kind": kind,
+            "transcribe_s": sum(x["transcribe_s"] for x in per_recording),
+            "wer": text_metrics(
+                [x["text"] for x in per_recording], [said for _, said in recordings]
+            )["wer_normalized"],  # percent
+            "longest_gap_s": max(x["longest_gap_s"] for x in per_recording),
+            "windows": sum(x["windows"] or 0 for x in per_recording) or None,
+            "peak_rss_mb": max(x["peak_rss_mb"] for x in per_recording),
+        }
         results[kind] = r
         print(
             f"| {kind} | {r['transcribe_s']:.1f} | {r['wer']:.1f} | {r['longest_gap_s']:.1f} "
-            f"| {r['peak_rss_mb']:.0f} |",
+            f"| {r['windows'] or ''} | {r['peak_rss_mb']:.0f} |",
             flush=True,
         )
     if DEFAULT in results and "fw-batched" in results and "fw-sequential" in results:
@@ -201,6 +224,15 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=8.0, help="length of the recording")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads, all runs")
     p.add_argument("--runs", default=",".join(RUNS), help="comma-separated, of " + ",".join(RUNS))
+    p.add_argument(
+        "--recordings",
+        type=int,
+        default=1,
+        help="recordings of --minutes each (sentences shuffled differently); totals reported",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs of each kind; the median time is reported"
+    )
     p.add_argument("--finetune", type=int, default=0, help="also fine-tune this many steps")
     p.add_argument("--work", type=Path, default=None, help="keep models/recording here")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -226,18 +258,22 @@ def main() -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         model = Path(args.model or tiny_en_checkpoint()).resolve()
-        wav = work / "recording.wav"
-        seconds, said = make_recording(args.minutes, wav)
+        recordings, seconds = [], 0.0
+        for seed in range(args.recordings):
+            wav = work / f"recording-{seed}.wav"
+            length, said = make_recording(args.minutes, wav, seed)
+            recordings.append((wav, said))
+            seconds += length
         print(
-            f"recording: {seconds / 60:.1f} min of held-out English sentences; model {model}; "
-            f"threads {args.threads}; CPU cores {os.cpu_count()}"
+            f"{len(recordings)} recording(s), {seconds / 60:.1f} min of held-out English "
+            f"sentences; model {model}; threads {args.threads}; CPU cores {os.cpu_count()}"
         )
         models = {"zero-shot": model}
         if args.finetune:
             for share in (0.2, 0.0):
                 label = f"fine-tuned {args.finetune} steps, timestamp_share {share}"
                 models[label] = fine_tune(str(model), work, args.finetune, share)
-        results = {name: table(name, m, wav, said, kinds, args) for name, m in models.items()}
+        results = {name: table(name, m, recordings, kinds, args) for name, m in models.items()}
         print("\ncommand: python benchmarks/bench_longform.py " + " ".join(sys.argv[1:]))
         if args.json:
             args.json.write_text(json.dumps({"seconds": seconds, "results": results}, indent=2))

@@ -26,18 +26,28 @@ from utils.transcribe import (
     clean_segments,
     export_ctranslate2,
     frame_energy_db,
+    plan_streams,
     plan_windows,
     to_srt,
     to_txt,
     to_vtt,
 )
 from utils.transcribe.longform import split_segments
+from utils.transcribe.vad import intersect, join
+from utils.transcribe.windows import STREAM_MARGIN_SECONDS, sound_regions
 from utils.whisper_lang import language_code
 
 REPO = Path(__file__).resolve().parent.parent
 # Random weights never emit end-of-text: a few tokens per window keep every decode short, and
-# independent windows ("windows") keep their count known (random timestamps would steer a seek).
-FAST = {"max_new_tokens": 8, "cpu_threads": 1, "strategy": "windows", "temperatures": (0.0,)}
+# independent windows ("windows") over the whole audio (no pause shortened) keep their count
+# known (random timestamps would steer a seek).
+FAST = {
+    "max_new_tokens": 8,
+    "cpu_threads": 1,
+    "strategy": "windows",
+    "temperatures": (0.0,),
+    "max_pause": None,
+}
 
 SRT_TIME = r"(\d{2}):(\d{2}):(\d{2}),(\d{3})"
 VTT_TIME = r"(\d{2}):(\d{2}):(\d{2})\.(\d{3})"
@@ -118,6 +128,58 @@ def test_windows_cover_audio_and_cut_in_pauses(long_audio):
         # every cut sits in a pause (digital silence here), not inside a clip
         assert energy[cut // 320] < -100
         assert cut - windows[0][0] > 0
+
+
+def _tone(seconds: float, level: float = 0.1) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (level * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def test_long_silences_are_shortened_and_times_map_back():
+    # sound, then silences of 0.3 s (kept whole), 2 s and 10 s (cut to 0.4 s), and a quiet
+    # -60 dBFS hum that is no louder than a silent room
+    pieces = [_tone(1.0), np.zeros(int(0.3 * SAMPLE_RATE), np.float32), _tone(0.5)]
+    pieces += [np.zeros(2 * SAMPLE_RATE, np.float32), _tone(0.7)]
+    pieces += [_tone(10.0, level=0.001), _tone(0.2)]
+    audio = np.concatenate(pieces)
+    regions = sound_regions(audio, 0.4)
+    joined, speech_map = join(audio, regions)
+    assert len(joined) == pytest.approx(len(audio) - (1.6 + 9.6) * SAMPLE_RATE, abs=2 * 320)
+    # every loud sample is kept, in order
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    kept = np.zeros(len(audio), bool)
+    for start, end in regions:
+        kept[start:end] = True
+    assert kept[loud].all()
+    assert np.array_equal(joined[np.abs(joined) > 0.01], audio[loud])
+    # the third tone starts 0.2 s into the joined audio's 0.4 s pause after the second one
+    third_joined = 1.0 + 0.3 + 0.5 + 0.4
+    assert speech_map.original_time(third_joined) == pytest.approx(1.0 + 0.3 + 0.5 + 2.0, abs=0.02)
+    # a time where two kept parts meet: the start of the later one, or the end of the earlier one
+    join_at = (regions[0][1] - regions[0][0]) / SAMPLE_RATE
+    assert speech_map.original_time(join_at) == pytest.approx(regions[1][0] / SAMPLE_RATE)
+    assert speech_map.original_time(join_at, end=True) == pytest.approx(regions[0][1] / SAMPLE_RATE)
+    # Silero's regions and these combine: only what is in both is decoded
+    assert intersect([(0, 10), (20, 30)], [(5, 25)]) == [(5, 10), (20, 25)]
+    assert intersect([(0, 10)], []) == []
+
+
+@pytest.mark.parametrize(
+    ("seconds", "most", "streams", "rounds"),
+    [(25, 16, 1, 1), (395, 16, 15, 1), (395, 8, 8, 2), (760, 16, 15, 2), (100, 1, 1, 4)],
+)
+def test_streams_are_planned_for_full_windows_in_few_rounds(seconds, most, streams, rounds):
+    # speech-like: 3 s of sound, then 0.4 s of silence, over and over
+    unit = np.concatenate([_tone(3.0), np.zeros(int(0.4 * SAMPLE_RATE), np.float32)])
+    audio = np.tile(unit, int(seconds / 3.4) + 1)[: seconds * SAMPLE_RATE]
+    bounds = plan_streams(audio, most)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(audio) and len(bounds) == streams
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    longest = max(e - s for s, e in bounds) / SAMPLE_RATE
+    if rounds == 1:  # each stream fits one window, with room for the model to hear it end
+        assert longest <= WINDOW_SECONDS - STREAM_MARGIN_SECONDS + 3.0
+    else:  # the same number of windows for each stream: no stream holds up a round alone
+        assert longest - min(e - s for s, e in bounds) / SAMPLE_RATE <= 6.5
 
 
 def test_split_segments_and_cleaning(tiny_whisper):
@@ -239,6 +301,15 @@ def test_ctranslate2_export_decodes_the_same_tokens(tiny_whisper, tmp_path, long
     b = ct2.backend.generate(ct2.backend.encode(chunks), rows, prompts, 0.0, FAST["max_new_tokens"])
     assert [x[0] for x in a] == [y[0] for y in b]  # the same tokens
     assert all(len(y[0]) == FAST["max_new_tokens"] for y in b)
+    # a batch mixing rows with and without previous text (a stream reset after a doubtful
+    # window): CTranslate2 wants one prompt length a call, and each row decodes as it would alone
+    encoded = ct2.backend.encode(chunks)
+    mixed = [hf.backend.vocab.prompt([1000, 2000, 3000], "sv", "transcribe"), *prompts[1:]]
+    together = ct2.backend.generate(encoded, rows, mixed, 0.0, FAST["max_new_tokens"])
+    alone = [
+        ct2.backend.generate(encoded, [r], [mixed[r]], 0.0, FAST["max_new_tokens"])[0] for r in rows
+    ]
+    assert [x[0] for x in together] == [x[0] for x in alone]
     r1, r2 = hf.transcribe(long_audio), ct2.transcribe(long_audio)
     assert r1.segments == r2.segments and r1.text == r2.text
 

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from ..config import coerce
 from ..errors import ConfigError
 from ..whisper_lang import check_task, language_code
+from .windows import MAX_PAUSE_SECONDS
 
 # Whisper decodes at most 224 tokens per window: half its 448 decoder positions (OpenAI's
 # sample_len = n_text_ctx // 2; CTranslate2 applies the same cap).
 MAX_NEW_TOKENS = 224
 BACKENDS = ("auto", "transformers", "ctranslate2")
-# "streams": the recording cut into `batch_size` contiguous streams, each running Whisper's own
-# seek loop, all decoded together (as accurate as sequential, as fast as batched); "sequential":
+# "streams": the recording cut into up to `batch_size` contiguous streams, each running Whisper's
+# own seek loop, all decoded together (as accurate as sequential, as fast as batched); "sequential":
 # one stream, one window after another; "windows": independent 30 s windows (the old, fastest and
 # least accurate way: no previous text, a window's tail is lost when the model stops early).
 STRATEGIES = ("streams", "sequential", "windows")
@@ -46,11 +47,14 @@ class TranscribeOptions:
     max_duration: float | None = 4 * 3600.0
     # tokens decoded per 30 s window at most (Whisper's own limit is 224)
     max_new_tokens: int = MAX_NEW_TOKENS
-    # streams (or windows) decoded together: more is faster until memory runs out
-    batch_size: int = 8
+    # streams (or windows) decoded together at most: a round of the seek loop costs its decoder
+    # steps once whatever the batch, so more is faster until memory runs out (16: 7 minutes of
+    # speech in one round)
+    batch_size: int = 16
     # beam size (1: greedy); beams run on the CTranslate2 backend only
     num_beams: int = 1
-    # condition each window on the text before it (in its stream): markedly fewer errors
+    # condition each window on the text before it in its stream (Whisper's default; where the
+    # same sentences recur, the model may copy them from the prompt instead of listening)
     condition_on_previous_text: bool = True
     # sampling temperatures tried in turn while a window's decoding looks wrong (Whisper's
     # fallback); the first is greedy
@@ -61,6 +65,9 @@ class TranscribeOptions:
     log_prob_threshold: float | None = -1.0
     # <|nospeech|> probability above this (with a low log-probability too) marks a window silent
     no_speech_threshold: float | None = 0.6
+    # silences (below -55 dBFS) longer than this many seconds are shortened to it before decoding:
+    # fewer windows to decode, times still those of the original audio (None: decode all of it)
+    max_pause: float | None = MAX_PAUSE_SECONDS
     # skip what Silero VAD finds no speech in before decoding (against hallucinations in noise)
     vad_filter: bool = False
     # CPU threads for either backend; 0 uses every core
@@ -75,6 +82,7 @@ class TranscribeOptions:
             "num_beams": self.num_beams >= 1,
             "cpu_threads": self.cpu_threads >= 0,
             "max_duration": self.max_duration is None or self.max_duration > 0,
+            "max_pause": self.max_pause is None or self.max_pause >= 0.1,
             "max_new_tokens": 1 <= self.max_new_tokens <= MAX_NEW_TOKENS,
             "temperatures": bool(self.temperatures) and all(0 <= t <= 2 for t in self.temperatures),
         }

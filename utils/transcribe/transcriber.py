@@ -23,7 +23,8 @@ from ..whisper_lang import language_code
 from .longform import RawSegment, transcribe_streams
 from .options import TranscribeOptions
 from .timing import Word, fit_words
-from .windows import WINDOW_SECONDS, is_silent, plan_streams, plan_windows
+from .vad import SpeechMap, intersect, join, silero_regions
+from .windows import WINDOW_SECONDS, is_silent, plan_streams, plan_windows, sound_regions
 
 MIN_SEGMENT_SECONDS = 0.02  # one timestamp step: the shortest cue a subtitle file gets
 # Fixed when the model loads; a new Transcriber is needed to change them.
@@ -165,18 +166,13 @@ class Transcriber:
             language_code(opts.language, "language") if "language" in overrides else self.language
         )
         language, task = self._check(language, opts.task)
-        speech, speech_map = audio, None
-        if opts.vad_filter:
-            from .vad import speech_only
-
-            speech, speech_map = speech_only(audio)
+        speech, speech_map = _decoded_audio(audio, opts)
         if is_silent(speech):
             raise NoSpeechError(f"{label}: the audio holds only silence, nothing to transcribe")
         if language is None:
             language = self.backend.detect_language(_first_sound(speech))
         raw, counts = self._decode(speech, dataclasses.replace(opts, task=task), language)
-        if speech_map is not None:
-            raw = [_mapped(s, speech_map) for s in raw]
+        raw = [_mapped(s, speech_map) for s in raw]
         segments = clean_segments(
             [
                 (
@@ -195,6 +191,7 @@ class Transcriber:
             "backend": self.backend.name,
             "strategy": opts.strategy,
             **counts,
+            "decoded_seconds": round(len(speech) / SAMPLE_RATE, 3),
             "seconds": round(time.perf_counter() - started, 3),
         }
         return Transcript(
@@ -234,7 +231,20 @@ def _first_sound(audio: np.ndarray) -> np.ndarray:
     return audio[: int(WINDOW_SECONDS * SAMPLE_RATE)]
 
 
-def _mapped(segment: RawSegment, speech_map) -> RawSegment:
+def _decoded_audio(audio: np.ndarray, opts: TranscribeOptions) -> tuple[np.ndarray, SpeechMap]:
+    """The audio to decode (long silences shortened, with vad_filter only Silero's speech) and
+    the map from its times back to the recording's."""
+    regions = [(0, len(audio))]
+    if opts.vad_filter:
+        regions = silero_regions(audio)
+    if opts.max_pause is not None:
+        regions = intersect(regions, sound_regions(audio, opts.max_pause))
+    return join(audio, regions)
+
+
+def _mapped(segment: RawSegment, speech_map: SpeechMap) -> RawSegment:
     back = speech_map.original_time
-    words = [Word(back(w.start), back(w.end), w.text, w.probability) for w in segment.words]
-    return RawSegment(back(segment.start), back(segment.end), segment.tokens, words)
+    words = [
+        Word(back(w.start), back(w.end, end=True), w.text, w.probability) for w in segment.words
+    ]
+    return RawSegment(back(segment.start), back(segment.end, end=True), segment.tokens, words)

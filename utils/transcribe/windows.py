@@ -22,9 +22,21 @@ ENERGY_FRAME = SAMPLE_RATE // 50  # 20 ms frames for the energy used to place cu
 # A window whose loudest 20 ms frame is below -55 dBFS holds no speech worth decoding: a recording
 # of a quiet room sits around -60 to -70 dBFS, whispered speech close to a phone above -45 dBFS.
 SILENCE_DBFS = -55.0
+# A silence (every 20 ms frame below SILENCE_DBFS) longer than this is shortened to it before
+# decoding (TranscribeOptions.max_pause): 0.4 s still reads as a pause to the model, which ends a
+# segment there, and read speech can be a third silence (8 minutes of the sample's sentences:
+# 180 s silent, 115 s of it cut, 19 windows decoded -> 14; 0.6 s: 0.5 points better WER, 15 %
+# slower; benchmarks/RESULTS.md).
+MAX_PAUSE_SECONDS = 0.4
 # How far a stream's seek moves per window on average: a window's last, unfinished segment is
-# decoded again by the next one (measured on the sample corpus' speech: 26-27 s per 30 s window).
+# decoded again by the next one (measured on the sample corpus' speech: 26-29.5 s per window).
 ADVANCE_SECONDS = 27.0
+# Spare seconds a stream is planned with: its boundary may move 3 s to a pause, and a stream
+# that needs one window more than planned costs a round of its own.
+STREAM_MARGIN_SECONDS = 3.0
+# A round of the seek loop costs about one window more than its windows (tiny on 2 CPU cores:
+# 0.39 s of encoder a window; a decoder step 5.4 ms + 1.6 ms a row, ~115 steps a round).
+ROUND_COST = 1
 
 
 def frame_energy_db(audio: np.ndarray) -> np.ndarray:
@@ -38,6 +50,26 @@ def frame_energy_db(audio: np.ndarray) -> np.ndarray:
 def is_silent(audio: np.ndarray) -> bool:
     """True when no 20 ms frame of the audio reaches SILENCE_DBFS."""
     return audio.size == 0 or float(frame_energy_db(audio).max()) < SILENCE_DBFS
+
+
+def sound_regions(audio: np.ndarray, max_pause: float) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of `audio` that keep all its sound and of every silence longer
+    than `max_pause` seconds only `max_pause` (half at each side, so words are not clipped)."""
+    silent = frame_energy_db(audio) < SILENCE_DBFS
+    keep = round(max_pause * SAMPLE_RATE / ENERGY_FRAME)  # frames of each long silence kept
+    edges = np.diff(np.concatenate([[0], silent.astype(np.int8), [0]]))
+    runs = zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
+    regions, position = [], 0
+    for first, stop in runs:  # silent frames [first, stop)
+        if stop - first <= keep:
+            continue
+        cut_from = (first + keep // 2) * ENERGY_FRAME
+        if cut_from > position:
+            regions.append((position, cut_from))
+        position = min((stop - (keep - keep // 2)) * ENERGY_FRAME, len(audio))
+    if position < len(audio):
+        regions.append((position, len(audio)))
+    return regions
 
 
 def quietest_cut(energy: np.ndarray, first_frame: int, last_frame: int) -> int:
@@ -62,14 +94,30 @@ def plan_windows(audio: np.ndarray) -> list[tuple[int, int]]:
     return windows
 
 
+def windows_needed(seconds: float, margin: float) -> int:
+    """Windows the seek loop is expected to decode for a stream this long, with `margin` seconds
+    to spare: one if it ends `margin` before the end of its 30 s window (the model closes a last
+    segment it hears end; one running into the window's end is decoded again), else one more per
+    ADVANCE_SECONDS."""
+    if seconds + margin <= WINDOW_SECONDS:
+        return 1
+    return 1 + int(np.ceil((seconds + margin - WINDOW_SECONDS) / ADVANCE_SECONDS))
+
+
 def plan_streams(audio: np.ndarray, max_streams: int) -> list[tuple[int, int]]:
-    """Cut the audio into contiguous streams for the lockstep seek loop: as few rounds as
-    `max_streams` streams allow, and then as few streams as that many rounds need, so that each
-    stream is about a whole number of windows long (a stream's last window, decoded alone half
-    empty, is the waste to avoid). Each boundary is the quietest frame within 3 s of an even split."""
-    windows = max(1, int(np.ceil(len(audio) / SAMPLE_RATE / ADVANCE_SECONDS)))
-    rounds = int(np.ceil(windows / max_streams))
-    count = max(1, int(np.ceil(windows / rounds)))
+    """Cut the audio into at most `max_streams` contiguous streams for the lockstep seek loop,
+    as many as cost the least: every window costs a whole encoder pass however little audio it
+    holds, and every round about one window more (the decoder's steps are paid once a round,
+    whatever its batch), so streams are sized for full last windows (395 s: 15 streams of one
+    window, where 16 would decode 16 windows, and 8 streams 16 in two rounds). Each boundary is
+    the quietest frame within 3 s of an even split."""
+    seconds = len(audio) / SAMPLE_RATE
+
+    def cost(n: int) -> int:  # in windows: n streams of `rounds` windows, and the rounds
+        rounds = windows_needed(seconds / n, STREAM_MARGIN_SECONDS if n > 1 else 0.0)
+        return n * rounds + ROUND_COST * rounds
+
+    count = min(range(max_streams, 0, -1), key=cost)  # on a tie the most streams
     energy = frame_energy_db(audio)
     radius = int(CUT_SEARCH_SECONDS / 2 * SAMPLE_RATE) // ENERGY_FRAME
     cuts = []
