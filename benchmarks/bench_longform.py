@@ -123,12 +123,7 @@ def run_one(kind: str, model: str, ct2: str, wav: str, threads: int, options: di
         from utils.transcribe import TranscribeOptions, Transcriber
 
         backend, strategy = kind.split("/")
-        opts = TranscribeOptions(
-            language="en",
-            strategy=strategy,
-            cpu_threads=threads,
-            **options,
-        )
+        opts = TranscribeOptions(language="en", strategy=strategy, cpu_threads=threads, **options)
         transcriber = Transcriber(ct2 if backend == "ctranslate2" else model, opts, backend=backend)
         loaded = time.perf_counter()
         result = transcriber.transcribe(audio)
@@ -151,7 +146,6 @@ def run_one(kind: str, model: str, ct2: str, wav: str, threads: int, options: di
         "load_s": loaded - started,
         "transcribe_s": done - loaded,
         "text": " ".join(text.strip() for _, _, text in segments),
-        "segments": len(segments),
         "windows": windows,
         "longest_gap_s": max((b[0] - a[1] for a, b in pairwise(segments)), default=0.0),
         # VmHWM, not getrusage: at exec the kernel carries the parent's peak into RUSAGE_SELF

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from utils.audio import SAMPLE_RATE, AudioError, load_audio
+from utils.errors import ConfigError
 from utils.transcribe import (
     WINDOW_SECONDS,
     NoSpeechError,
@@ -263,6 +264,12 @@ def test_bad_input_messages(transcriber, tmp_path):
     sf.write(silent, np.random.default_rng(0).normal(0, 1e-4, 3 * SAMPLE_RATE), SAMPLE_RATE)
     with pytest.raises(NoSpeechError, match="quiet-room.wav: the audio holds only silence"):
         transcriber.transcribe(silent)
+    # the default path too, where long silences are cut before decoding (down to nothing here)
+    for audio in (silent, np.zeros(0, np.float32)):
+        with pytest.raises(NoSpeechError, match="the audio holds only silence"):
+            transcriber.transcribe(audio, max_pause=0.4)
+    with pytest.raises(ConfigError, match=r"TranscribeOptions.max_pause=0.01 is not valid"):
+        transcriber.transcribe(silent, max_pause=0.01)
     long = np.full(5 * SAMPLE_RATE, 0.1, np.float32)
     with pytest.raises(AudioError, match="talk: 5.0 s of audio is over the limit of 4.0 s"):
         transcriber.transcribe(long, name="talk", max_duration=4.0)
@@ -310,6 +317,8 @@ def test_ctranslate2_export_decodes_the_same_tokens(tiny_whisper, tmp_path, long
         ct2.backend.generate(encoded, [r], [mixed[r]], 0.0, FAST["max_new_tokens"])[0] for r in rows
     ]
     assert [x[0] for x in together] == [x[0] for x in alone]
+    # language detection reads the encoder output the CTranslate2 backend now keeps
+    assert ct2.backend.detect_language(chunks[0]) == hf.backend.detect_language(chunks[0])
     r1, r2 = hf.transcribe(long_audio), ct2.transcribe(long_audio)
     assert r1.segments == r2.segments and r1.text == r2.text
 

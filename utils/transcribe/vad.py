@@ -70,4 +70,6 @@ def join(audio: np.ndarray, regions: list[tuple[int, int]]) -> tuple[np.ndarray,
     """The regions of `audio` joined together, and the map back to the original times."""
     if not regions:
         return audio[:0], SpeechMap([])
+    if regions == [(0, len(audio))]:  # nothing cut: no copy of a long recording
+        return audio, SpeechMap(regions)
     return np.concatenate([audio[s:e] for s, e in regions]), SpeechMap(regions)

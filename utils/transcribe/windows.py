@@ -25,7 +25,7 @@ SILENCE_DBFS = -55.0
 # A silence (every 20 ms frame below SILENCE_DBFS) longer than this is shortened to it before
 # decoding (TranscribeOptions.max_pause): 0.4 s still reads as a pause to the model, which ends a
 # segment there, and read speech can be a third silence (8 minutes of the sample's sentences:
-# 180 s silent, 115 s of it cut, 19 windows decoded -> 14; 0.6 s: 0.5 points better WER, 15 %
+# 180 s silent, 115 s of it cut, 19 windows decoded -> 14; 0.6 s: 0.5 points better WER, 12 %
 # slower; benchmarks/RESULTS.md).
 MAX_PAUSE_SECONDS = 0.4
 # How far a stream's seek moves per window on average: a window's last, unfinished segment is
